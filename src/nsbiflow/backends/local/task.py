@@ -1,0 +1,183 @@
+"""Run one step instance as a subprocess in its own work directory (the step contract, locally).
+
+Inputs are staged from the store into ``in/``, the command gets ``--param``/``--in``/``--out`` arguments,
+outputs are checked, then stored by content. Retries with exponential backoff; a timeout kills the whole
+process group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nsbiflow.engine.plan import PlannedStep
+from nsbiflow.store import ArtifactRef, ArtifactStore
+
+_RUNNING: set[subprocess.Popen[bytes]] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def kill_running() -> None:
+    """Kill every step process still running (on Ctrl-C or when the run must stop)."""
+    with _RUNNING_LOCK:
+        for process in list(_RUNNING):
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@dataclass
+class TaskResult:
+    """What running a step produced."""
+
+    ok: bool
+    outputs: dict[str, ArtifactRef] = field(default_factory=dict)
+    attempts: int = 0
+    seconds: float = 0.0
+    log_path: Path | None = None
+    error: str | None = None
+
+
+def encode_parameter(value: Any) -> str:
+    """A parameter value on the command line: plain strings as they are, everything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def output_path(workdir: Path, name: str, kind: str, filename: str | None) -> Path:
+    """Where a step writes an output: ``out/NAME/`` for a directory, ``out/NAME/FILENAME`` for a file."""
+    folder = workdir / "out" / name
+    return folder if kind == "dir" else folder / (filename or name)
+
+
+def build_command(step: PlannedStep, inputs: dict[str, list[Path]], outputs: dict[str, Path]) -> list[str]:
+    """The step contract's command line."""
+    command = list(step.definition.command)
+    for name, value in step.parameters.items():
+        command += ["--param", f"{name}={encode_parameter(value)}"]
+    for name, paths in inputs.items():
+        for path in paths:
+            command += ["--in", f"{name}={path}"]
+    for name, path in outputs.items():
+        command += ["--out", f"{name}={path}"]
+    return command
+
+
+def step_environment(step: PlannedStep, run_id: str) -> dict[str, str]:
+    """The environment of a step process: threads capped at its declared CPUs, our scripts on PATH."""
+    env = dict(os.environ)
+    threads = str(max(1, int(step.resources.cpu_cores)))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NSBIFLOW_NUM_THREADS"):
+        env[var] = threads
+    scripts = str(Path(sys.executable).parent)
+    env["PATH"] = scripts + os.pathsep + env.get("PATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env["NSBIFLOW_RUN_ID"] = run_id
+    env["NSBIFLOW_STEP"] = step.id
+    if step.resources.gpu == 0:
+        env.setdefault("CUDA_VISIBLE_DEVICES", "")
+    return env
+
+
+def stage_inputs(store: ArtifactStore, step: PlannedStep, refs: dict[str, list[ArtifactRef]], workdir: Path
+                 ) -> dict[str, list[Path]]:  # fmt: skip
+    """Materialize input artifacts under ``workdir/in`` (digests verified on the way)."""
+    staged: dict[str, list[Path]] = {}
+    for name, artifacts in refs.items():
+        multiple = step.definition.inputs[name].multiple
+        paths = []
+        for index, ref in enumerate(artifacts):
+            folder = workdir / "in" / name / (str(index) if multiple else "")
+            target = folder if ref.kind == "dir" else folder / (ref.filename or name)
+            store.fetch(ref, target)
+            if ref.kind == "file":
+                target.chmod(0o444)
+            paths.append(target)
+        staged[name] = paths
+    return staged
+
+
+def _tail(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    meaningful = [line for line in lines if line.strip()]
+    return meaningful[-1].strip() if meaningful else ""
+
+
+def _run_once(command: list[str], workdir: Path, env: dict[str, str], log_path: Path, timeout: float | None,
+              attempt: int) -> tuple[int | None, str | None]:  # fmt: skip
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"# attempt {attempt}: {' '.join(command)}\n")
+        log.flush()
+        try:
+            process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        except FileNotFoundError:
+            return None, f"command not found: {command[0]!r} (is the step's program installed and on PATH?)"
+        except PermissionError:
+            return None, f"command not executable: {command[0]!r}"
+        with _RUNNING_LOCK:
+            _RUNNING.add(process)
+        try:
+            return process.wait(timeout=timeout), None
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return None, f"timed out after {timeout:g}s (raise 'timeout' in the step definition)"
+        except BaseException:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(process)
+
+
+def run_task(store: ArtifactStore, step: PlannedStep, refs: dict[str, list[ArtifactRef]], workdir: Path,
+             run_id: str) -> TaskResult:  # fmt: skip
+    """Stage, run (with retries), check and store one step; never raises for a failing command."""
+    started = time.monotonic()
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    log_path = workdir / "step.log"
+    inputs = stage_inputs(store, step, refs, workdir)
+    env = step_environment(step, run_id)
+    attempts = 0
+    error: str | None = None
+    delay = step.retries.backoff_seconds
+    for attempt in range(1, step.retries.limit + 2):
+        attempts = attempt
+        outputs: dict[str, Path] = {}
+        if (workdir / "out").exists():
+            shutil.rmtree(workdir / "out")
+        for name, spec in step.definition.outputs.items():
+            path = output_path(workdir, name, spec.kind, spec.filename)
+            (path if spec.kind == "dir" else path.parent).mkdir(parents=True, exist_ok=True)
+            outputs[name] = path
+        command = build_command(step, inputs, outputs)
+        code, error = _run_once(command, workdir, env, log_path, step.timeout, attempt)
+        if code == 0:
+            missing = [n for n, p in outputs.items() if not p.exists() or (p.is_dir() != (step.definition.outputs[n].kind == "dir"))]
+            if not missing:
+                stored = {name: store.put(path) for name, path in outputs.items()}
+                return TaskResult(True, stored, attempts, time.monotonic() - started, log_path)
+            error = f"exited 0 but did not write output(s) {', '.join(missing)}"
+        elif code is not None:
+            last = _tail(log_path)
+            error = f"exited with code {code}" + (f": {last}" if last else "")
+        if attempt <= step.retries.limit:
+            time.sleep(delay)
+            delay *= step.retries.backoff_factor
+    return TaskResult(False, {}, attempts, time.monotonic() - started, log_path, error)

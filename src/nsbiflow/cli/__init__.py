@@ -1,0 +1,1 @@
+"""The ``nsbiflow`` command line: one module per command group."""

@@ -1,0 +1,40 @@
+"""The click group and the error handling every command shares: one line per problem, no traceback."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from nsbiflow import __version__
+from nsbiflow.errors import NsbiflowError, SpecError
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print ``error: message`` to stderr and exit."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class NsbiflowGroup(click.Group):
+    """A click group that turns nsbiflow errors into one-line messages and exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command, reporting ``NsbiflowError`` as plain lines."""
+        try:
+            return super().invoke(ctx)
+        except SpecError as exc:
+            for problem in exc.problems:
+                click.echo(str(problem), err=True)
+            sys.exit(exc.exit_code)
+        except NsbiflowError as exc:
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted; finished steps are kept in the store, run again to resume", 130)
+
+
+@click.group(cls=NsbiflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="nsbiflow")
+def cli() -> None:
+    """nsbiflow: declarative NSBI analysis workflows, run locally, on Argo Workflows, or on REANA."""

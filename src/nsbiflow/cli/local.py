@@ -1,0 +1,168 @@
+"""``validate``, ``run``, ``runs``, ``show``, ``schema``: working with workflows on this machine."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nsbiflow.errors import SpecError, UsageError
+from nsbiflow.cli.app import cli
+
+
+def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
+    """``NAME=VALUE`` pairs from ``--set`` options."""
+    result: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--set {item!r}: expected NAME=VALUE")
+        result[name.strip()] = value
+    return result
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--steps", "steps_dirs", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+              help="extra folders with step definitions (<name>/step.yaml)")  # fmt: skip
+def validate(files: tuple[Path, ...], steps_dirs: tuple[Path, ...]) -> None:
+    """Check workflow files: structure, step definitions, references, fan-out and cycles."""
+    from nsbiflow.engine.plan import load_plan
+
+    problems = []
+    for file in files:
+        try:
+            plan = load_plan(file, steps_dirs=list(steps_dirs))
+        except SpecError as exc:
+            problems.extend(exc.problems)
+            continue
+        click.echo(f"{file}: ok ({len(plan.steps)} step instances from {len(plan.templates)} steps)")
+    if problems:
+        raise SpecError(problems)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="override a workflow parameter")
+@click.option("--store", "store_uri", metavar="URI", help="folder or s3://bucket/prefix [$NSBIFLOW_STORE, ./.nsbiflow]")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), help="steps/cores to use at once [all cores]")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON summary as the last line of stdout")
+@click.option("--steps", "steps_dirs", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+              help="extra folders with step definitions")  # fmt: skip
+@click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), help="where step work directories go")
+@click.option("--keep-workdirs", is_flag=True, help="keep step work directories after success")
+@click.option("--results", "results_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="copy workflow outputs here [./nsbiflow-results/<workflow>]")  # fmt: skip
+def run(file: Path, sets: tuple[str, ...], store_uri: str | None, jobs: int | None, as_json: bool,
+        steps_dirs: tuple[Path, ...], workdir: Path | None, keep_workdirs: bool, results_dir: Path | None) -> None:  # fmt: skip
+    """Run a workflow on this machine (the embedded default); cached steps are not re-run."""
+    from nsbiflow.backends.local.executor import LocalExecutor, check_store_reachable
+    from nsbiflow.backends.local.progress import PlainProgress, RichProgress
+    from nsbiflow.cli.summary import export_outputs, print_summary, run_summary
+    from nsbiflow.engine.plan import load_plan
+    from nsbiflow.store import open_store
+
+    plan = load_plan(file, overrides=parse_sets(sets), steps_dirs=list(steps_dirs))
+    store = open_store(store_uri)
+    check_store_reachable(store)
+    progress = RichProgress() if sys.stderr.isatty() else PlainProgress()
+    executor = LocalExecutor(store, jobs=jobs, workdir=workdir, progress=progress, keep_workdirs=keep_workdirs)
+    manifest = executor.run(plan)
+    target = results_dir or Path("nsbiflow-results") / plan.workflow.metadata.name
+    exported = export_outputs(store, manifest, target) if manifest.status == "succeeded" else {}
+    summary = run_summary(store, manifest, exported)
+    if as_json:
+        print_summary(manifest, exported, err=True)
+        click.echo(json.dumps(summary))
+    else:
+        print_summary(manifest, exported, err=False)
+    if manifest.status != "succeeded":
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--store", "store_uri", metavar="URI", help="folder or s3://bucket/prefix")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per run")
+def runs(store_uri: str | None, as_json: bool) -> None:
+    """List the runs in the store, newest last."""
+    from nsbiflow.store import open_store
+
+    store = open_store(store_uri)
+    for run_id in store.run_ids():
+        manifest = store.read_manifest(run_id)
+        counts: dict[str, int] = {}
+        for record in manifest.steps.values():
+            counts[record.status] = counts.get(record.status, 0) + 1
+        if as_json:
+            click.echo(json.dumps({"run_id": run_id, "workflow": manifest.workflow.get("name"),
+                                   "status": manifest.status, "started": manifest.started, "steps": counts}))  # fmt: skip
+        else:
+            detail = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            click.echo(f"{run_id}  {manifest.workflow.get('name', '?'):<20} {manifest.status:<11} "
+                       f"{manifest.started}  {detail}")  # fmt: skip
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--store", "store_uri", metavar="URI", help="folder or s3://bucket/prefix")
+@click.option("--json", "as_json", is_flag=True, help="print the whole manifest as JSON")
+@click.option("--log", "log_step", metavar="STEP", help="print the log of one step")
+def show(run_id: str, store_uri: str | None, as_json: bool, log_step: str | None) -> None:
+    """Show a run: its steps, their status, and where the outputs are."""
+    from nsbiflow.store import open_store
+
+    store = open_store(store_uri)
+    manifest = store.read_manifest(resolve_run_id(store.run_ids(), run_id))
+    if log_step is not None:
+        record = manifest.steps.get(log_step)
+        if record is None:
+            raise UsageError(f"run {manifest.run_id} has no step {log_step!r} (steps: {', '.join(manifest.steps)})")
+        if record.log is None:
+            raise UsageError(f"step {log_step!r} has no log (status {record.status})")
+        click.echo(store.read_blob(record.log).decode(errors="replace"), nl=False)
+        return
+    if as_json:
+        click.echo(json.dumps(manifest.model_dump(mode="json"), indent=2))
+        return
+    click.echo(f"run       {manifest.run_id}")
+    click.echo(f"workflow  {manifest.workflow.get('name')}  ({manifest.workflow.get('path')})")
+    click.echo(f"digest    {manifest.workflow.get('digest')}")
+    click.echo(f"status    {manifest.status}   started {manifest.started}   finished {manifest.finished}")
+    click.echo(f"host      {manifest.host}   nsbiflow {manifest.versions.get('nsbiflow')}")
+    click.echo(f"store     {manifest.store}")
+    click.echo(f"params    {json.dumps(manifest.parameters)}")
+    click.echo("steps:")
+    for step_id, record in manifest.steps.items():
+        line = f"  {step_id:<32} {record.status:<10} {record.seconds:8.1f}s  key {str(record.key)[:12]}"
+        click.echo(line + (f"  {record.error}" if record.error else ""))
+    if manifest.outputs:
+        click.echo("outputs:")
+        for name, refs in manifest.outputs.items():
+            for ref in refs if isinstance(refs, list) else [refs]:
+                click.echo(f"  {name:<16} {ref.kind:<4} {ref.digest}  {store.blob_location(ref.digest)}")
+
+
+def resolve_run_id(known: list[str], wanted: str) -> str:
+    """A full run id from a unique prefix, or ``latest``."""
+    if wanted == "latest" and known:
+        return known[-1]
+    matches = [r for r in known if r.startswith(wanted)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise UsageError(f"no run {wanted!r} in the store (see `nsbiflow runs`)")
+    raise UsageError(f"run id {wanted!r} is ambiguous: {', '.join(matches)}")
+
+
+@cli.command()
+@click.option("--kind", type=click.Choice(["workflow", "step"]), default="workflow", show_default=True)
+def schema(kind: str) -> None:
+    """Print the JSON Schema of a workflow or a step definition."""
+    from nsbiflow.spec.schema_export import schema_json
+
+    click.echo(schema_json(kind), nl=False)
+
+

@@ -1,0 +1,66 @@
+"""Step keys: the cache key of a step instance.
+
+A step key is the digest of: the step definition (what affects results: image, command, I/O, parameter
+types; not descriptions, resources, retries or timeouts), the resolved parameters, the digests of its
+inputs, and the identity of the code that implements it. Same key, same outputs: never recompute.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from nsbiflow import __version__
+from nsbiflow.engine.plan import PlannedStep
+from nsbiflow.spec.models import StepDefinition
+from nsbiflow.store.digest import digest_file, digest_json
+
+KEY_SCHEMA = 1
+_NOT_IN_KEY = {"description", "resources", "retries", "timeout"}
+
+
+def definition_identity(definition: StepDefinition) -> dict[str, Any]:
+    """The part of a step definition that can change a step's outputs."""
+    data = definition.model_dump(mode="json", by_alias=True, exclude=_NOT_IN_KEY)
+    for section in ("parameters", "inputs", "outputs"):
+        for spec in data.get(section, {}).values():
+            spec.pop("description", None)
+    return data
+
+
+@functools.lru_cache(maxsize=256)
+def _package_digest(package: str) -> str:
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        return f"missing:{package}"
+    origin = Path(spec.origin)
+    files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+    return digest_json({f.relative_to(origin.parent).as_posix(): digest_file(f) for f in files})
+
+
+def code_identity(definition: StepDefinition, definition_path: Path | None) -> dict[str, str]:
+    """What identifies the implementation: package version, image, and digests of the declared code."""
+    identity = {"nsbiflow": __version__, "image": definition.image}
+    base = definition_path.parent if definition_path else Path.cwd()
+    for entry in definition.code:
+        if entry.startswith("python:"):
+            identity[entry] = _package_digest(entry.removeprefix("python:"))
+        else:
+            matches = sorted(base.glob(entry))
+            identity[entry] = digest_json({p.relative_to(base).as_posix(): digest_file(p)
+                                           for p in matches if p.is_file()})  # fmt: skip
+    return identity
+
+
+def step_key(step: PlannedStep, input_digests: dict[str, list[str]], code: dict[str, str] | None = None) -> str:
+    """The cache key of a step instance given the digests of its inputs."""
+    payload = {
+        "schema": KEY_SCHEMA,
+        "definition": definition_identity(step.definition),
+        "parameters": step.parameters,
+        "inputs": {name: list(digests) for name, digests in sorted(input_digests.items())},
+        "code": code if code is not None else code_identity(step.definition, step.definition_path),
+    }
+    return digest_json(payload).split(":", 1)[1]

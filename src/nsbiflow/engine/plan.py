@@ -1,0 +1,444 @@
+"""Turn a workflow into a plan: resolved parameters, expanded fan-out, edges and a topological order.
+
+The plan is what every backend consumes: the local executor runs it, the Argo and yadage compilers
+translate it. Problems are collected, not raised one at a time, so ``nsbiflow validate`` reports them all.
+"""
+
+from __future__ import annotations
+
+import difflib
+import graphlib
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nsbiflow.engine.expressions import ExpressionError, has_expression, render
+from nsbiflow.errors import Problem, SpecError, UsageError
+from nsbiflow.spec.catalog import StepCatalog
+from nsbiflow.spec.loader import load_workflow_document
+from nsbiflow.spec.models import (
+    FileInput,
+    MatrixSpec,
+    ParameterSpec,
+    RangeSpec,
+    Resources,
+    RetryPolicy,
+    StepDefinition,
+    Workflow,
+    WorkflowStep,
+    coerce_value,
+)
+from nsbiflow.spec.yaml_source import SourceDocument
+from nsbiflow.store.digest import digest_json
+
+REFERENCE = re.compile(r"^(?P<step>[a-z0-9][a-z0-9_-]*)(\[(?P<key>[^\]]+)\])?\.(?P<output>[A-Za-z_][A-Za-z0-9_-]*)$")
+
+
+@dataclass(frozen=True)
+class InputSource:
+    """Where one input artifact comes from: an upstream step's output, or a file outside the store."""
+
+    step_id: str | None = None
+    output: str | None = None
+    path: Path | None = None
+
+    def describe(self) -> str:
+        """``step.output`` or the file path."""
+        return f"{self.step_id}.{self.output}" if self.step_id else str(self.path)
+
+
+@dataclass
+class PlannedStep:
+    """One step instance of the plan (a fanned-out step contributes one per item)."""
+
+    id: str
+    template: str
+    definition: StepDefinition
+    definition_path: Path | None
+    parameters: dict[str, Any]
+    inputs: dict[str, list[InputSource]]
+    depends_on: list[str]
+    resources: Resources
+    retries: RetryPolicy
+    timeout: float | None
+    index: int | None = None
+    item: Any = None
+    fan_out: bool = False
+
+
+@dataclass
+class Plan:
+    """A fully resolved workflow."""
+
+    workflow: Workflow
+    path: Path
+    document: SourceDocument
+    parameters: dict[str, Any]
+    steps: dict[str, PlannedStep]
+    order: list[str]
+    outputs: dict[str, list[InputSource]]
+    templates: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        """Digest of the workflow content and every step definition it uses (key order irrelevant)."""
+        definitions = {s.template: s.definition.model_dump(mode="json") for s in self.steps.values()}
+        return digest_json({"workflow": self.workflow.model_dump(mode="json", by_alias=True),
+                            "definitions": definitions})  # fmt: skip
+
+    def downstream_of(self, step_ids: set[str]) -> set[str]:
+        """Every step that (transitively) depends on one of ``step_ids``, the steps themselves included."""
+        result = set(step_ids)
+        for step_id in self.order:
+            if any(dep in result for dep in self.steps[step_id].depends_on):
+                result.add(step_id)
+        return result
+
+
+def resolve_parameters(workflow: Workflow, overrides: dict[str, str], doc: SourceDocument | None = None) -> dict[str, Any]:
+    """Workflow parameters: defaults, then ``--set`` overrides (strings parsed to the declared type)."""
+    values: dict[str, Any] = {}
+    for name, raw in overrides.items():
+        if name not in workflow.parameters:
+            hint = difflib.get_close_matches(name, list(workflow.parameters), n=1)
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+            known = ", ".join(sorted(workflow.parameters)) or "none"
+            raise UsageError(f"--set {name}: the workflow has no parameter {name!r}{suggestion}; parameters: {known}")
+        try:
+            values[name] = coerce_value(workflow.parameters[name].type, raw)
+        except ValueError as exc:
+            raise UsageError(f"--set {name}={raw}: {exc}") from None
+        choices = workflow.parameters[name].choices
+        if choices is not None and values[name] not in choices:
+            raise UsageError(f"--set {name}={raw}: must be one of {choices}")
+    problems = []
+    for name, spec in workflow.parameters.items():
+        if name in values:
+            continue
+        if spec.default is None:
+            message = f"parameter {name!r} has no default: give it with --set {name}=VALUE"
+            if doc is not None:
+                problems.append(doc.problem(("parameters", name), message))
+            else:
+                raise UsageError(message)
+        else:
+            values[name] = spec.default
+    if problems:
+        raise SpecError(problems)
+    return values
+
+
+def _instance_key(item: Any, index: int) -> str:
+    if isinstance(item, dict):
+        return "-".join(str(v) for v in item.values())
+    if isinstance(item, str | int | float | bool):
+        return str(item)
+    return str(index)
+
+
+class _Planner:
+    def __init__(self, workflow: Workflow, doc: SourceDocument, path: Path, catalog: StepCatalog,
+                 parameters: dict[str, Any]) -> None:  # fmt: skip
+        self.workflow = workflow
+        self.doc = doc
+        self.path = path
+        self.catalog = catalog
+        self.params = parameters
+        self.problems: list[Problem] = []
+        self.definitions: dict[str, tuple[StepDefinition, Path | None]] = {}
+        self.items: dict[str, list[tuple[str, Any]] | None] = {}
+
+    def fail(self, loc: tuple[Any, ...], message: str, *, key: bool = False) -> None:
+        self.problems.append(self.doc.problem(loc, message, key=key))
+
+    # -- step definitions -----------------------------------------------------------------------------
+    def resolve_definitions(self) -> None:
+        for name, step in self.workflow.steps.items():
+            if step.run is not None:
+                self.definitions[name] = (step.run.as_definition(name), None)
+                continue
+            assert step.uses is not None
+            try:
+                entry = self.catalog.find(step.uses)
+            except SpecError as exc:
+                self.problems.extend(exc.problems)
+                continue
+            if entry is None:
+                names = self.catalog.names()
+                hint = difflib.get_close_matches(step.uses, names, n=1)
+                suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+                where = ", ".join(str(p) for p in self.catalog.search_path) or "no steps/ folder found"
+                self.fail(("steps", name, "uses"),
+                          f"unknown step definition {step.uses!r}{suggestion} (searched: {where})")  # fmt: skip
+                continue
+            self.definitions[name] = (entry.definition, entry.path)
+
+    # -- fan-out ----------------------------------------------------------------------------------------
+    def expand_foreach(self, name: str, step: WorkflowStep) -> list[tuple[str, Any]] | None:
+        loc = ("steps", name, "foreach")
+        scope = {"params": self.params}
+        spec = step.foreach
+        try:
+            if spec is None:
+                return None
+            if isinstance(spec, RangeSpec):
+                bounds = render(spec.range, scope)
+                bounds = bounds if isinstance(bounds, list) else [bounds]
+                if not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds) or not 1 <= len(bounds) <= 3:
+                    self.fail(loc, f"range must be N or [start, stop, step] of integers, got {bounds!r}")
+                    return []
+                items: list[Any] = list(range(*bounds))
+            elif isinstance(spec, MatrixSpec):
+                axes: dict[str, list[Any]] = {}
+                for axis, values in spec.matrix.items():
+                    rendered = render(values, scope)
+                    if not isinstance(rendered, list):
+                        self.fail((*loc, "matrix", axis), f"matrix axis {axis!r} must be a list, got {rendered!r}")
+                        return []
+                    axes[axis] = rendered
+                items = [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
+            else:
+                rendered = render(spec, scope)
+                if not isinstance(rendered, list):
+                    self.fail(loc, f"foreach must give a list to fan out over, got {type(rendered).__name__} "
+                                   f"{rendered!r}")  # fmt: skip
+                    return []
+                items = rendered
+        except ExpressionError as exc:
+            self.fail(loc, f"foreach: {exc}")
+            return []
+        if not items:
+            self.fail(loc, "foreach gives an empty list: nothing to run")
+            return []
+        keys = [_instance_key(item, i) for i, item in enumerate(items)]
+        if len(set(keys)) != len(keys):
+            keys = [str(i) for i in range(len(items))]
+        return list(zip(keys, items, strict=True))
+
+    def instance_ids(self, name: str) -> list[str]:
+        items = self.items.get(name)
+        if items is None:
+            return [name]
+        return [f"{name}[{key}]" for key, _ in items]
+
+    # -- references -----------------------------------------------------------------------------------
+    def resolve_reference(self, text: Any, loc: tuple[Any, ...], scope: dict[str, Any],
+                          want_output: bool = True) -> list[InputSource] | None:  # fmt: skip
+        try:
+            rendered = render(text, scope)
+        except ExpressionError as exc:
+            self.fail(loc, str(exc))
+            return None
+        if not isinstance(rendered, str):
+            self.fail(loc, f"expected a reference 'step.output', got {rendered!r}")
+            return None
+        match = REFERENCE.match(rendered.strip())
+        if not match:
+            self.fail(loc, f"invalid reference {rendered!r}: expected 'step.output' or 'step[KEY].output'")
+            return None
+        step_name, key, output = match.group("step"), match.group("key"), match.group("output")
+        if step_name not in self.workflow.steps:
+            hint = difflib.get_close_matches(step_name, list(self.workflow.steps), n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            self.fail(loc, f"reference {rendered!r}: no step named {step_name!r}{suggestion}")
+            return None
+        if step_name in self.definitions:
+            outputs = self.definitions[step_name][0].outputs
+            if output not in outputs:
+                known = ", ".join(sorted(outputs)) or "none"
+                self.fail(loc, f"reference {rendered!r}: step {step_name!r} has no output {output!r} (outputs: {known})")
+                return None
+        ids = self.instance_ids(step_name)
+        if key is not None:
+            items = self.items.get(step_name)
+            if items is None:
+                self.fail(loc, f"reference {rendered!r}: step {step_name!r} is not fanned out; drop [{key}]")
+                return None
+            keys = [k for k, _ in items]
+            if key in keys:
+                ids = [ids[keys.index(key)]]
+            elif key.isdigit() and int(key) < len(ids):
+                ids = [ids[int(key)]]
+            else:
+                self.fail(loc, f"reference {rendered!r}: {step_name!r} has no instance {key!r} (instances: "
+                               f"{', '.join(keys)})")  # fmt: skip
+                return None
+        return [InputSource(step_id=i, output=output) for i in ids]
+
+    # -- one step instance -----------------------------------------------------------------------------
+    def plan_instance(self, name: str, step: WorkflowStep, definition: StepDefinition, def_path: Path | None,
+                      index: int | None, key: str | None, item: Any) -> PlannedStep | None:  # fmt: skip
+        base = ("steps", name)
+        scope: dict[str, Any] = {"params": self.params}
+        if index is not None:
+            scope.update(item=item, index=index, key=key)
+        parameters: dict[str, Any] = {}
+        for pname, raw in step.with_.items():
+            if pname not in definition.parameters:
+                hint = difflib.get_close_matches(pname, list(definition.parameters), n=1)
+                suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+                known = ", ".join(sorted(definition.parameters)) or "none"
+                self.fail((*base, "with", pname), f"step {definition.name!r} has no parameter {pname!r}{suggestion} "
+                                                  f"(parameters: {known})", key=True)  # fmt: skip
+                continue
+            try:
+                value = render(raw, scope)
+            except ExpressionError as exc:
+                self.fail((*base, "with", pname), f"with.{pname}: {exc}")
+                continue
+            parameters[pname] = value
+        for pname, pspec in definition.parameters.items():
+            if pname not in parameters:
+                if pspec.default is None:
+                    self.fail((*base, "with"), f"parameter {pname!r} of step {definition.name!r} has no default: "
+                                               f"bind it under with:")  # fmt: skip
+                    continue
+                parameters[pname] = pspec.default
+            ok = self.check_type(pspec, parameters[pname], (*base, "with", pname), pname)
+            if ok is not None:
+                parameters[pname] = ok
+        inputs: dict[str, list[InputSource]] = {}
+        for iname, binding in step.inputs.items():
+            loc = (*base, "inputs", iname)
+            if iname not in definition.inputs:
+                known = ", ".join(sorted(definition.inputs)) or "none"
+                self.fail(loc, f"step {definition.name!r} has no input {iname!r} (inputs: {known})", key=True)
+                continue
+            sources: list[InputSource] = []
+            if isinstance(binding, FileInput):
+                file_path = (self.path.parent / binding.path).resolve()
+                if not file_path.exists():
+                    self.fail((*loc, "path"), f"input file {binding.path!r} does not exist (looked at {file_path})")
+                    continue
+                sources = [InputSource(path=file_path)]
+            else:
+                refs = binding if isinstance(binding, list) else [binding]
+                for i, ref in enumerate(refs):
+                    resolved = self.resolve_reference(ref, (*loc, i) if isinstance(binding, list) else loc, scope)
+                    if resolved is not None:
+                        sources.extend(resolved)
+            spec = definition.inputs[iname]
+            if len(sources) > 1 and not spec.multiple:
+                self.fail(loc, f"input {iname!r} takes one artifact but gets {len(sources)} "
+                               f"(fan-in needs an input declared 'multiple: true'; pick one instance with "
+                               f"step[KEY].output)")  # fmt: skip
+                continue
+            inputs[iname] = sources
+        for iname, spec in definition.inputs.items():
+            if iname not in step.inputs and not spec.optional:
+                self.fail((*base, "inputs") if step.inputs else base,
+                          f"required input {iname!r} of step {definition.name!r} is not bound")  # fmt: skip
+        depends = sorted({s.step_id for srcs in inputs.values() for s in srcs if s.step_id})
+        for need_index, need in enumerate(step.needs):
+            if need not in self.workflow.steps:
+                hint = difflib.get_close_matches(need, list(self.workflow.steps), n=1)
+                suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+                self.fail((*base, "needs", need_index), f"needs: no step named {need!r}{suggestion}")
+                continue
+            depends = sorted(set(depends) | set(self.instance_ids(need)))
+        step_id = name if index is None else f"{name}[{key}]"
+        return PlannedStep(
+            id=step_id, template=name, definition=definition, definition_path=def_path, parameters=parameters,
+            inputs=inputs, depends_on=depends, resources=step.resources or definition.resources,
+            retries=step.retries or definition.retries, timeout=step.timeout or definition.timeout,
+            index=index, item=item, fan_out=index is not None,
+        )  # fmt: skip
+
+    def check_type(self, spec: ParameterSpec, value: Any, loc: tuple[Any, ...], name: str) -> Any:
+        if has_expression(value):
+            return value
+        try:
+            coerced = coerce_value(spec.type, value)
+        except ValueError as exc:
+            self.fail(loc, f"parameter {name!r}: {exc}")
+            return None
+        if spec.choices is not None and coerced not in spec.choices:
+            self.fail(loc, f"parameter {name!r}: {coerced!r} is not one of {spec.choices}")
+            return None
+        return coerced
+
+    # -- whole workflow --------------------------------------------------------------------------------
+    def plan(self) -> Plan:
+        self.resolve_definitions()
+        for name, step in self.workflow.steps.items():
+            self.items[name] = self.expand_foreach(name, step)
+        self.check_template_cycles()
+        if self.problems:
+            raise SpecError(self.problems)
+        steps: dict[str, PlannedStep] = {}
+        templates: dict[str, list[str]] = {}
+        for name, step in self.workflow.steps.items():
+            if name not in self.definitions:
+                continue
+            definition, def_path = self.definitions[name]
+            items = self.items[name]
+            instances = [(None, None, None)] if items is None else [(i, k, v) for i, (k, v) in enumerate(items)]
+            for index, key, item in instances:
+                planned = self.plan_instance(name, step, definition, def_path, index, key, item)
+                if planned is not None:
+                    steps[planned.id] = planned
+                    templates.setdefault(name, []).append(planned.id)
+        outputs: dict[str, list[InputSource]] = {}
+        for oname, ref in self.workflow.outputs.items():
+            resolved = self.resolve_reference(ref, ("outputs", oname), {"params": self.params})
+            if resolved is not None:
+                outputs[oname] = resolved
+        self.check_interface()
+        if self.problems:
+            raise SpecError(self.problems)
+        sorter = graphlib.TopologicalSorter({sid: s.depends_on for sid, s in steps.items()})
+        order = list(sorter.static_order())
+        return Plan(workflow=self.workflow, path=self.path, document=self.doc, parameters=self.params,
+                    steps={sid: steps[sid] for sid in order}, order=order, outputs=outputs,
+                    templates=templates)  # fmt: skip
+
+    def check_template_cycles(self) -> None:
+        graph: dict[str, set[str]] = {}
+        for name, step in self.workflow.steps.items():
+            deps: set[str] = {n for n in step.needs if n in self.workflow.steps}
+            for binding in step.inputs.values():
+                refs = binding if isinstance(binding, list) else [binding] if isinstance(binding, str) else []
+                for ref in refs:
+                    match = re.match(r"^\s*([a-z0-9][a-z0-9_-]*)", ref)
+                    if match and match.group(1) in self.workflow.steps:
+                        deps.add(match.group(1))
+            graph[name] = deps
+        try:
+            graphlib.TopologicalSorter(graph).prepare()
+        except graphlib.CycleError as exc:
+            cycle = list(exc.args[1])
+            self.fail(("steps", cycle[0]), f"dependency cycle: {' -> '.join(reversed(cycle))}; "
+                                           "remove one of these references")  # fmt: skip
+
+    def check_interface(self) -> None:
+        interface = self.workflow.interface
+        for i, pname in enumerate(interface.parameters):
+            if pname not in self.workflow.parameters:
+                self.fail(("interface", "parameters", i), f"interface parameter {pname!r} is not a workflow parameter")
+        for i, ref in enumerate(interface.inputs):
+            step_name, _, input_name = ref.partition(".")
+            step = self.workflow.steps.get(step_name)
+            if step is None or input_name not in step.inputs or not isinstance(step.inputs[input_name], FileInput):
+                self.fail(("interface", "inputs", i), f"interface input {ref!r} must name a file input "
+                                                      "'step.input' bound with {path: ...}")  # fmt: skip
+        for i, result in enumerate(interface.results):
+            if result not in self.workflow.outputs:
+                self.fail(("interface", "results", i), f"interface result {result!r} is not a workflow output")
+
+
+def build_plan(workflow: Workflow, doc: SourceDocument, path: Path, *, overrides: dict[str, str] | None = None,
+               catalog: StepCatalog | None = None) -> Plan:  # fmt: skip
+    """Plan an already loaded workflow."""
+    params = resolve_parameters(workflow, overrides or {}, doc)
+    catalog = catalog or StepCatalog.for_workflow(path)
+    return _Planner(workflow, doc, path, catalog, params).plan()
+
+
+def load_plan(path: str | Path, *, overrides: dict[str, str] | None = None,
+              steps_dirs: list[Path] | None = None) -> Plan:  # fmt: skip
+    """Load, validate and plan a workflow file; every problem is reported as a located ``SpecError``."""
+    workflow, doc = load_workflow_document(path)
+    catalog = StepCatalog.for_workflow(path, steps_dirs)
+    return build_plan(workflow, doc, Path(path), overrides=overrides, catalog=catalog)

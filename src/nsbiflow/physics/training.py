@@ -1,0 +1,223 @@
+"""Density-ratio estimation by classification, trained as an ensemble.
+
+A classifier ``s(x)`` separating numerator events (label 1) from reference events (label 0), with the two
+classes weighted to equal total weight, has the optimum ``s = p_num / (p_num + p_ref)``; so its logit is the
+log density ratio, ``log r = log s/(1-s)``. Each member gets its own holdout fold (K-fold over a fixed
+permutation of the events), its own bootstrap weights (Poisson(1) per event) and its own initialisation, and
+stops early on its holdout loss, keeping its best epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field
+
+from nsbiflow.physics.errors import StageError
+from nsbiflow.physics.mlp import BatchedMLP, MLPConfig
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+class TrainConfig(BaseModel):
+    """Hyper-parameters of one ensemble chunk."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    members: int = Field(4, gt=0, description="members trained in this chunk")
+    seed: int = Field(0, description="seeds initialisation, folds and bootstrap")
+    chunk: int = Field(0, ge=0, description="index of this chunk (member ids are unique across chunks)")
+    hidden: list[int] = Field(default_factory=lambda: [64, 64, 64])
+    activation: str = "silu"
+    lr: float = Field(2e-3, gt=0)
+    batch_size: int = Field(512, gt=0)
+    max_epochs: int = Field(40, gt=0)
+    patience: int = Field(5, gt=0, description="epochs without holdout improvement before stopping")
+    folds: int = Field(5, ge=2, description="K-fold split; member i holds out fold (chunk*members+i) % folds")
+    bootstrap: bool = True
+    weight_decay: float = Field(0.0, ge=0)
+    mode: Literal["auto", "loop", "batched"] = Field(
+        "auto", description="batched: all members in one model (GPU); loop: one at a time (CPU); auto: by device"
+    )
+
+
+@dataclass
+class TrainedMember:
+    """One trained member with what is needed to reproduce and evaluate it."""
+
+    name: str
+    state: dict[str, torch.Tensor]
+    info: dict[str, float | int | str | bool]
+    curves: dict[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass
+class Scaler:
+    """Standardisation of the inputs (computed on numerator and reference together)."""
+
+    mean: NDArray[np.float32]
+    std: NDArray[np.float32]
+
+    @classmethod
+    def fit(cls, x: NDArray[np.float64]) -> Scaler:
+        """Mean and standard deviation per column."""
+        std = x.std(axis=0)
+        std[std == 0] = 1.0
+        return cls(mean=x.mean(axis=0).astype(np.float32), std=std.astype(np.float32))
+
+    def __call__(self, x: NDArray[np.float64]) -> NDArray[np.float32]:
+        return ((x - self.mean) / self.std).astype(np.float32)
+
+
+def pick_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _bce(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Weighted binary cross-entropy per member: logits, w (K, B); y (B,) -> (K,)."""
+    per = torch.nn.functional.binary_cross_entropy_with_logits(logits, y.expand_as(logits), reduction="none")
+    return (per * w).sum(dim=1) / w.sum(dim=1).clamp_min(1e-12)
+
+
+def train_ensemble(
+    numerator: NDArray[np.float64],
+    reference: NDArray[np.float64],
+    config: TrainConfig,
+    numerator_weights: NDArray[np.float64] | None = None,
+    reference_weights: NDArray[np.float64] | None = None,
+    progress: ProgressFn | None = None,
+) -> tuple[list[TrainedMember], Scaler]:
+    """Train ``config.members`` ratio classifiers ``numerator / reference``; returns members and scaler."""
+    if len(numerator) < config.folds or len(reference) < config.folds:
+        raise StageError(
+            f"train-ratio: {len(numerator)} numerator and {len(reference)} reference events are too few "
+            f"for {config.folds} folds; generate more events"
+        )
+    device = pick_device()
+    mode = config.mode if config.mode != "auto" else ("batched" if device.type == "cuda" else "loop")
+    scaler = Scaler.fit(np.concatenate([numerator, reference]))
+    x = np.concatenate([scaler(numerator), scaler(reference)])
+    y = np.concatenate([np.ones(len(numerator)), np.zeros(len(reference))]).astype(np.float32)
+    wn = np.ones(len(numerator)) if numerator_weights is None else numerator_weights.astype(np.float64)
+    wr = np.ones(len(reference)) if reference_weights is None else reference_weights.astype(np.float64)
+    # balance the classes: each carries total weight n/2 (so the optimum logit is log p_num/p_ref)
+    n = len(x)
+    base = np.concatenate([wn * (n / 2) / wn.sum(), wr * (n / 2) / wr.sum()])
+    fold_of = np.empty(n, dtype=np.int64)
+    fold_of[np.random.default_rng([config.seed, 7919]).permutation(n)] = np.arange(n) % config.folds
+
+    member_ids = [config.chunk * config.members + k for k in range(config.members)]
+    train_w = np.zeros((config.members, n))
+    hold_w = np.zeros((config.members, n))
+    for k, mid in enumerate(member_ids):
+        holdout = fold_of == mid % config.folds
+        boot = np.ones(n)
+        if config.bootstrap:
+            boot = np.random.default_rng([config.seed, mid, 104729]).poisson(1.0, size=n).astype(np.float64)
+        train_w[k] = np.where(holdout, 0.0, base * boot)
+        hold_w[k] = np.where(holdout, base, 0.0)
+
+    mlp_config = MLPConfig(n_inputs=x.shape[1], hidden=config.hidden, activation=config.activation)
+    groups = [list(range(config.members))] if mode == "batched" else [[k] for k in range(config.members)]
+    members: list[TrainedMember] = []
+    done = 0
+    for group in groups:
+        torch.manual_seed(int(np.random.default_rng([config.seed, member_ids[group[0]], 15485863]).integers(2**31)))
+        trained = _train_group(
+            mlp_config, config, x, y, train_w[group], hold_w[group], device,
+            lambda epoch, g=group: progress and progress(done, config.members, f"members {g} epoch {epoch}"),
+        )  # fmt: skip
+        for j, k in enumerate(group):
+            state, curves, best_epoch = trained[j]
+            members.append(
+                TrainedMember(
+                    name=f"member_{member_ids[k]:04d}",
+                    state=state,
+                    info={
+                        "member_id": member_ids[k], "chunk": config.chunk, "seed": config.seed,
+                        "split_seed": config.seed, "holdout_fold": member_ids[k] % config.folds,
+                        "folds": config.folds, "bootstrap": config.bootstrap, "best_epoch": best_epoch,
+                        "train_loss": curves["train"][best_epoch], "holdout_loss": curves["holdout"][best_epoch],
+                        "mode": mode, "device": device.type,
+                    },
+                    curves=curves,
+                )  # fmt: skip
+            )
+        done += len(group)
+        if progress:
+            progress(done, config.members, f"trained {done}/{config.members} members")
+    return members, scaler
+
+
+def _train_group(
+    mlp_config: MLPConfig,
+    config: TrainConfig,
+    x_np: NDArray[np.float32],
+    y_np: NDArray[np.float32],
+    train_w_np: NDArray[np.float64],
+    hold_w_np: NDArray[np.float64],
+    device: torch.device,
+    on_epoch: Callable[[int], object],
+) -> list[tuple[dict[str, torch.Tensor], dict[str, list[float]], int]]:
+    k = train_w_np.shape[0]
+    rows = np.flatnonzero((train_w_np > 0).any(axis=0))
+    hold_rows = np.flatnonzero((hold_w_np > 0).any(axis=0))
+    x = torch.from_numpy(x_np[rows]).to(device)
+    y = torch.from_numpy(y_np[rows]).to(device)
+    w = torch.from_numpy(train_w_np[:, rows].astype(np.float32)).to(device)
+    xh = torch.from_numpy(x_np[hold_rows]).to(device)
+    yh = torch.from_numpy(y_np[hold_rows]).to(device)
+    wh = torch.from_numpy(hold_w_np[:, hold_rows].astype(np.float32)).to(device)
+
+    model = BatchedMLP(mlp_config, k).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    gen = torch.Generator().manual_seed(int(torch.initial_seed() % 2**31))
+    best = [math.inf] * k
+    best_epoch = [0] * k
+    best_state: list[dict[str, torch.Tensor]] = [model.member_state(j) for j in range(k)]
+    stale = [0] * k
+    curves = [{"train": [], "holdout": []} for _ in range(k)]  # type: list[dict[str, list[float]]]
+    n = len(rows)
+    for epoch in range(config.max_epochs):
+        model.train()
+        perm = torch.randperm(n, generator=gen).to(device)
+        total = torch.zeros(k, device=device)
+        weight_sum = torch.zeros(k, device=device)
+        for start in range(0, n, config.batch_size):
+            idx = perm[start : start + config.batch_size]
+            wb = w[:, idx]
+            loss_k = _bce(model(x[idx]), y[idx], wb)
+            opt.zero_grad(set_to_none=True)
+            loss_k.sum().backward()
+            opt.step()
+            total += loss_k.detach() * wb.sum(dim=1)
+            weight_sum += wb.sum(dim=1)
+        model.eval()
+        with torch.no_grad():
+            hold_loss = torch.zeros(k, device=device)
+            for start in range(0, len(hold_rows), 8192):
+                sl = slice(start, start + 8192)
+                wb = wh[:, sl]
+                hold_loss += _bce(model(xh[sl]), yh[sl], wb) * wb.sum(dim=1)
+            hold_loss = hold_loss / wh.sum(dim=1)
+        train_loss = (total / weight_sum.clamp_min(1e-12)).cpu().tolist()
+        hold = hold_loss.cpu().tolist()
+        for j in range(k):
+            curves[j]["train"].append(float(train_loss[j]))
+            curves[j]["holdout"].append(float(hold[j]))
+            if hold[j] < best[j] - 1e-6:
+                best[j], best_epoch[j], stale[j] = hold[j], epoch, 0
+                best_state[j] = model.member_state(j)
+            else:
+                stale[j] += 1
+        on_epoch(epoch)
+        if all(s >= config.patience for s in stale):
+            break
+    return [(best_state[j], curves[j], best_epoch[j]) for j in range(k)]

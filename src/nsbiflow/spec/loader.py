@@ -1,0 +1,120 @@
+"""Load workflows and step definitions from YAML into the pydantic models, with located errors."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from nsbiflow.errors import Problem, SpecError
+from nsbiflow.spec.models import StepDefinition, Workflow
+from nsbiflow.spec.yaml_source import SourceDocument, read_yaml_file
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _field_names(model: type[BaseModel], seen: set[type[BaseModel]] | None = None) -> set[str]:
+    """All field names (and aliases) reachable from ``model``: the vocabulary for 'did you mean'."""
+    seen = seen if seen is not None else set()
+    if model in seen:
+        return set()
+    seen.add(model)
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        names.add(info.alias or name)
+        for candidate in _models_in(info.annotation):
+            names |= _field_names(candidate, seen)
+    return names
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    found: list[type[BaseModel]] = []
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found.extend(_models_in(arg))
+    return found
+
+
+_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "list[str]", "list[any]", "list[int]"}
+
+
+def _is_union_tag(part: Any) -> bool:
+    if not isinstance(part, str):
+        return False
+    return part in _UNION_TAGS or part[:1].isupper() or part.startswith(("list[", "dict[", "function-"))
+
+
+def _describe(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    message = str(error["msg"])
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if kind == "string_pattern_mismatch":
+        return f"{error.get('input')!r} is not a valid name: use lower-case letters, digits, '-' and '_'"
+    return message
+
+
+def validation_problems(
+    doc: SourceDocument, error: ValidationError, model: type[BaseModel], base: tuple[Any, ...] = ()
+) -> list[Problem]:
+    """Turn a pydantic ``ValidationError`` into located, de-duplicated ``Problem`` lines."""
+    vocabulary = _field_names(model)
+    grouped: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for err in error.errors():
+        loc = tuple(base) + tuple(part for part in err["loc"] if part != "[key]")
+        while loc and (_is_union_tag(loc[-1]) and loc not in doc.positions):
+            loc = loc[:-1]
+        # strip union tags in the middle too (they are not keys of the document)
+        loc = tuple(p for i, p in enumerate(loc) if not (_is_union_tag(p) and loc[:i + 1] not in doc.positions))
+        grouped.setdefault(loc, []).append(err)
+    problems: list[Problem] = []
+    for loc, errors in grouped.items():
+        dotted = ".".join(str(p) for p in loc[len(base) :]) or "(top level)"
+        extra = [e for e in errors if e["type"] == "extra_forbidden"]
+        if extra:
+            field_name = str(loc[-1])
+            hint = difflib.get_close_matches(field_name, sorted(vocabulary), n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            parent = ".".join(str(p) for p in loc[len(base) : -1]) or "the top level"
+            problems.append(
+                doc.problem(loc, f"unknown field {field_name!r} in {parent}{suggestion}", key=True)
+            )
+            continue
+        missing = [e for e in errors if e["type"] == "missing"]
+        if missing and len(missing) == len(errors):
+            parent = ".".join(str(p) for p in loc[len(base) : -1]) or "the top level"
+            problems.append(doc.problem(loc[:-1], f"missing required field {str(loc[-1])!r} in {parent}"))
+            continue
+        if len(errors) > 1:
+            reasons = "; or ".join(sorted({_describe(e) for e in errors}))
+            problems.append(doc.problem(loc, f"{dotted}: invalid value ({reasons})"))
+        else:
+            problems.append(doc.problem(loc, f"{dotted}: {_describe(errors[0])}"))
+    return problems
+
+
+def validate_document(doc: SourceDocument, model: type[M]) -> M:
+    """Validate parsed YAML against ``model``; raise ``SpecError`` with one located line per problem."""
+    try:
+        return model.model_validate(doc.data)
+    except ValidationError as exc:
+        raise SpecError(validation_problems(doc, exc, model)) from None
+
+
+def load_step_definition(path: str | Path) -> tuple[StepDefinition, SourceDocument]:
+    """Load ``steps/<name>/step.yaml``."""
+    doc = read_yaml_file(path)
+    definition = validate_document(doc, StepDefinition)
+    folder = Path(path).parent.name
+    if folder != definition.name and Path(path).name == "step.yaml":
+        raise SpecError([doc.problem(("name",), f"name {definition.name!r} must match its folder {folder!r}")])
+    return definition, doc
+
+
+def load_workflow_document(path: str | Path) -> tuple[Workflow, SourceDocument]:
+    """Load a workflow file into the model (structure only; references are checked by the planner)."""
+    doc = read_yaml_file(path)
+    return validate_document(doc, Workflow), doc

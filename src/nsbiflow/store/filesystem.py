@@ -1,0 +1,95 @@
+"""Artifact storage in a local folder (the embedded default: ``./.nsbiflow`` or ``$NSBIFLOW_STORE``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from nsbiflow.errors import ArtifactNotFoundError, StoreError
+
+
+class FilesystemBackend:
+    """Objects are files under ``root``; writes go to ``root/tmp`` and are renamed into place."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.uri = str(self.root)
+        try:
+            (self.root / "tmp").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create store folder {self.root}: {exc.strerror}") from None
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents:
+            raise StoreError(f"invalid store key {key!r}")
+        return path
+
+    def _atomic(self, key: str, write: object) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=self.root / "tmp", prefix=".partial-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                if isinstance(write, bytes):
+                    handle.write(write)
+                else:
+                    with open(write, "rb") as source:  # type: ignore[call-overload]
+                        shutil.copyfileobj(source, handle, 1 << 20)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp_name, target)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+
+    def put_file(self, key: str, source: Path) -> None:
+        """Copy ``source`` into the store under ``key`` atomically."""
+        self._atomic(key, source)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Write ``data`` under ``key`` atomically."""
+        self._atomic(key, data)
+
+    def get_file(self, key: str, destination: Path) -> None:
+        """Copy the object to ``destination``."""
+        path = self._path(key)
+        try:
+            shutil.copyfile(path, destination)
+        except FileNotFoundError:
+            raise ArtifactNotFoundError(f"{key} is not in the store {self.uri}") from None
+
+    def get_bytes(self, key: str) -> bytes:
+        """Read the object."""
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise ArtifactNotFoundError(f"{key} is not in the store {self.uri}") from None
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` exists."""
+        return self._path(key).is_file()
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys under ``prefix`` (a folder-like prefix ending with '/', or a key prefix)."""
+        base = self.root / prefix
+        folder = base if prefix.endswith("/") else base.parent
+        if not folder.is_dir():
+            return []
+        keys = []
+        for path in folder.rglob("*"):
+            if path.is_file():
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` if present."""
+        self._path(key).unlink(missing_ok=True)
+
+    def local_path(self, key: str) -> Path | None:
+        """Where the object lives on disk."""
+        return self._path(key)
