@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
-from nsbiflow.errors import SpecError, UsageError
 from nsbiflow.cli.app import cli
+from nsbiflow.errors import SpecError, UsageError
 
 
 def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
@@ -26,8 +25,13 @@ def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--steps", "steps_dirs", multiple=True, type=click.Path(path_type=Path, file_okay=False),
-              help="extra folders with step definitions (<name>/step.yaml)")  # fmt: skip
+@click.option(
+    "--steps",
+    "steps_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="extra folders with step definitions (<name>/step.yaml)",
+)
 def validate(files: tuple[Path, ...], steps_dirs: tuple[Path, ...]) -> None:
     """Check workflow files: structure, step definitions, references, fan-out and cycles."""
     from nsbiflow.engine.plan import load_plan
@@ -50,14 +54,32 @@ def validate(files: tuple[Path, ...], steps_dirs: tuple[Path, ...]) -> None:
 @click.option("--store", "store_uri", metavar="URI", help="folder or s3://bucket/prefix [$NSBIFLOW_STORE, ./.nsbiflow]")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), help="steps/cores to use at once [all cores]")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary as the last line of stdout")
-@click.option("--steps", "steps_dirs", multiple=True, type=click.Path(path_type=Path, file_okay=False),
-              help="extra folders with step definitions")  # fmt: skip
+@click.option(
+    "--steps",
+    "steps_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="extra folders with step definitions",
+)
 @click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), help="where step work directories go")
 @click.option("--keep-workdirs", is_flag=True, help="keep step work directories after success")
-@click.option("--results", "results_dir", type=click.Path(path_type=Path, file_okay=False),
-              help="copy workflow outputs here [./nsbiflow-results/<workflow>]")  # fmt: skip
-def run(file: Path, sets: tuple[str, ...], store_uri: str | None, jobs: int | None, as_json: bool,
-        steps_dirs: tuple[Path, ...], workdir: Path | None, keep_workdirs: bool, results_dir: Path | None) -> None:  # fmt: skip
+@click.option(
+    "--results",
+    "results_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="copy workflow outputs here [./nsbiflow-results/<workflow>]",
+)
+def run(
+    file: Path,
+    sets: tuple[str, ...],
+    store_uri: str | None,
+    jobs: int | None,
+    as_json: bool,
+    steps_dirs: tuple[Path, ...],
+    workdir: Path | None,
+    keep_workdirs: bool,
+    results_dir: Path | None,
+) -> None:
     """Run a workflow on this machine (the embedded default); cached steps are not re-run."""
     from nsbiflow.backends.local.executor import LocalExecutor, check_store_reachable
     from nsbiflow.backends.local.progress import PlainProgress, RichProgress
@@ -97,12 +119,22 @@ def runs(store_uri: str | None, as_json: bool) -> None:
         for record in manifest.steps.values():
             counts[record.status] = counts.get(record.status, 0) + 1
         if as_json:
-            click.echo(json.dumps({"run_id": run_id, "workflow": manifest.workflow.get("name"),
-                                   "status": manifest.status, "started": manifest.started, "steps": counts}))  # fmt: skip
+            click.echo(
+                json.dumps(
+                    {
+                        "run_id": run_id,
+                        "workflow": manifest.workflow.get("name"),
+                        "status": manifest.status,
+                        "started": manifest.started,
+                        "steps": counts,
+                    }
+                )
+            )
         else:
             detail = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-            click.echo(f"{run_id}  {manifest.workflow.get('name', '?'):<20} {manifest.status:<11} "
-                       f"{manifest.started}  {detail}")  # fmt: skip
+            click.echo(
+                f"{run_id}  {manifest.workflow.get('name', '?'):<20} {manifest.status:<11} {manifest.started}  {detail}"
+            )
 
 
 @cli.command()
@@ -164,5 +196,3 @@ def schema(kind: str) -> None:
     from nsbiflow.spec.schema_export import schema_json
 
     click.echo(schema_json(kind), nl=False)
-
-

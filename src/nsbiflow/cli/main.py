@@ -6,8 +6,8 @@ import importlib
 
 from nsbiflow.cli.app import cli
 
-COMMAND_MODULES = ("nsbiflow.cli.local",)
-OPTIONAL_COMMAND_MODULES = ("nsbiflow.cli.cluster", "nsbiflow.cli.compile", "nsbiflow.cli.archive")
+COMMAND_MODULES = ("nsbiflow.cli.local", "nsbiflow.cli.compile")
+OPTIONAL_COMMAND_MODULES = ("nsbiflow.cli.cluster", "nsbiflow.cli.archive")
 
 
 def _register() -> None:

@@ -49,8 +49,13 @@ def run_summary(store: ArtifactStore, manifest: RunManifest, exported: dict[str,
         items = refs if isinstance(refs, list) else [refs]
         rendered = [_ref_json(store, ref, paths[i] if i < len(paths) else None) for i, ref in enumerate(items)]
         outputs[name] = rendered if isinstance(refs, list) else rendered[0]
-    return {"run_id": manifest.run_id, "status": manifest.status, "store": manifest.store,
-            "steps": steps, "outputs": outputs}  # fmt: skip
+    return {
+        "run_id": manifest.run_id,
+        "status": manifest.status,
+        "store": manifest.store,
+        "steps": steps,
+        "outputs": outputs,
+    }
 
 
 def print_summary(manifest: RunManifest, exported: dict[str, list[Path]], *, err: bool) -> None:

@@ -49,8 +49,9 @@ def code_identity(definition: StepDefinition, definition_path: Path | None) -> d
             identity[entry] = _package_digest(entry.removeprefix("python:"))
         else:
             matches = sorted(base.glob(entry))
-            identity[entry] = digest_json({p.relative_to(base).as_posix(): digest_file(p)
-                                           for p in matches if p.is_file()})  # fmt: skip
+            identity[entry] = digest_json(
+                {p.relative_to(base).as_posix(): digest_file(p) for p in matches if p.is_file()}
+            )
     return identity
 
 

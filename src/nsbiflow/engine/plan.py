@@ -85,8 +85,9 @@ class Plan:
     def digest(self) -> str:
         """Digest of the workflow content and every step definition it uses (key order irrelevant)."""
         definitions = {s.template: s.definition.model_dump(mode="json") for s in self.steps.values()}
-        return digest_json({"workflow": self.workflow.model_dump(mode="json", by_alias=True),
-                            "definitions": definitions})  # fmt: skip
+        return digest_json(
+            {"workflow": self.workflow.model_dump(mode="json", by_alias=True), "definitions": definitions}
+        )
 
     def downstream_of(self, step_ids: set[str]) -> set[str]:
         """Every step that (transitively) depends on one of ``step_ids``, the steps themselves included."""
@@ -97,7 +98,9 @@ class Plan:
         return result
 
 
-def resolve_parameters(workflow: Workflow, overrides: dict[str, str], doc: SourceDocument | None = None) -> dict[str, Any]:
+def resolve_parameters(
+    workflow: Workflow, overrides: dict[str, str], doc: SourceDocument | None = None
+) -> dict[str, Any]:
     """Workflow parameters: defaults, then ``--set`` overrides (strings parsed to the declared type)."""
     values: dict[str, Any] = {}
     for name, raw in overrides.items():
@@ -139,8 +142,9 @@ def _instance_key(item: Any, index: int) -> str:
 
 
 class _Planner:
-    def __init__(self, workflow: Workflow, doc: SourceDocument, path: Path, catalog: StepCatalog,
-                 parameters: dict[str, Any]) -> None:  # fmt: skip
+    def __init__(
+        self, workflow: Workflow, doc: SourceDocument, path: Path, catalog: StepCatalog, parameters: dict[str, Any]
+    ) -> None:
         self.workflow = workflow
         self.doc = doc
         self.path = path
@@ -170,8 +174,9 @@ class _Planner:
                 hint = difflib.get_close_matches(step.uses, names, n=1)
                 suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
                 where = ", ".join(str(p) for p in self.catalog.search_path) or "no steps/ folder found"
-                self.fail(("steps", name, "uses"),
-                          f"unknown step definition {step.uses!r}{suggestion} (searched: {where})")  # fmt: skip
+                self.fail(
+                    ("steps", name, "uses"), f"unknown step definition {step.uses!r}{suggestion} (searched: {where})"
+                )
                 continue
             self.definitions[name] = (entry.definition, entry.path)
 
@@ -202,8 +207,9 @@ class _Planner:
             else:
                 rendered = render(spec, scope)
                 if not isinstance(rendered, list):
-                    self.fail(loc, f"foreach must give a list to fan out over, got {type(rendered).__name__} "
-                                   f"{rendered!r}")  # fmt: skip
+                    self.fail(
+                        loc, f"foreach must give a list to fan out over, got {type(rendered).__name__} {rendered!r}"
+                    )
                     return []
                 items = rendered
         except ExpressionError as exc:
@@ -224,8 +230,9 @@ class _Planner:
         return [f"{name}[{key}]" for key, _ in items]
 
     # -- references -----------------------------------------------------------------------------------
-    def resolve_reference(self, text: Any, loc: tuple[Any, ...], scope: dict[str, Any],
-                          want_output: bool = True) -> list[InputSource] | None:  # fmt: skip
+    def resolve_reference(
+        self, text: Any, loc: tuple[Any, ...], scope: dict[str, Any], want_output: bool = True
+    ) -> list[InputSource] | None:
         try:
             rendered = render(text, scope)
         except ExpressionError as exc:
@@ -248,7 +255,9 @@ class _Planner:
             outputs = self.definitions[step_name][0].outputs
             if output not in outputs:
                 known = ", ".join(sorted(outputs)) or "none"
-                self.fail(loc, f"reference {rendered!r}: step {step_name!r} has no output {output!r} (outputs: {known})")
+                self.fail(
+                    loc, f"reference {rendered!r}: step {step_name!r} has no output {output!r} (outputs: {known})"
+                )
                 return None
         ids = self.instance_ids(step_name)
         if key is not None:
@@ -262,14 +271,23 @@ class _Planner:
             elif key.isdigit() and int(key) < len(ids):
                 ids = [ids[int(key)]]
             else:
-                self.fail(loc, f"reference {rendered!r}: {step_name!r} has no instance {key!r} (instances: "
-                               f"{', '.join(keys)})")  # fmt: skip
+                self.fail(
+                    loc, f"reference {rendered!r}: {step_name!r} has no instance {key!r} (instances: {', '.join(keys)})"
+                )
                 return None
         return [InputSource(step_id=i, output=output) for i in ids]
 
     # -- one step instance -----------------------------------------------------------------------------
-    def plan_instance(self, name: str, step: WorkflowStep, definition: StepDefinition, def_path: Path | None,
-                      index: int | None, key: str | None, item: Any) -> PlannedStep | None:  # fmt: skip
+    def plan_instance(
+        self,
+        name: str,
+        step: WorkflowStep,
+        definition: StepDefinition,
+        def_path: Path | None,
+        index: int | None,
+        key: str | None,
+        item: Any,
+    ) -> PlannedStep | None:
         base = ("steps", name)
         scope: dict[str, Any] = {"params": self.params}
         if index is not None:
@@ -280,8 +298,11 @@ class _Planner:
                 hint = difflib.get_close_matches(pname, list(definition.parameters), n=1)
                 suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
                 known = ", ".join(sorted(definition.parameters)) or "none"
-                self.fail((*base, "with", pname), f"step {definition.name!r} has no parameter {pname!r}{suggestion} "
-                                                  f"(parameters: {known})", key=True)  # fmt: skip
+                self.fail(
+                    (*base, "with", pname),
+                    f"step {definition.name!r} has no parameter {pname!r}{suggestion} (parameters: {known})",
+                    key=True,
+                )
                 continue
             try:
                 value = render(raw, scope)
@@ -292,8 +313,10 @@ class _Planner:
         for pname, pspec in definition.parameters.items():
             if pname not in parameters:
                 if pspec.default is None:
-                    self.fail((*base, "with"), f"parameter {pname!r} of step {definition.name!r} has no default: "
-                                               f"bind it under with:")  # fmt: skip
+                    self.fail(
+                        (*base, "with"),
+                        f"parameter {pname!r} of step {definition.name!r} has no default: bind it under with:",
+                    )
                     continue
                 parameters[pname] = pspec.default
             ok = self.check_type(pspec, parameters[pname], (*base, "with", pname), pname)
@@ -321,15 +344,20 @@ class _Planner:
                         sources.extend(resolved)
             spec = definition.inputs[iname]
             if len(sources) > 1 and not spec.multiple:
-                self.fail(loc, f"input {iname!r} takes one artifact but gets {len(sources)} "
-                               f"(fan-in needs an input declared 'multiple: true'; pick one instance with "
-                               f"step[KEY].output)")  # fmt: skip
+                self.fail(
+                    loc,
+                    f"input {iname!r} takes one artifact but gets {len(sources)} "
+                    f"(fan-in needs an input declared 'multiple: true'; pick one instance with "
+                    f"step[KEY].output)",
+                )
                 continue
             inputs[iname] = sources
         for iname, spec in definition.inputs.items():
             if iname not in step.inputs and not spec.optional:
-                self.fail((*base, "inputs") if step.inputs else base,
-                          f"required input {iname!r} of step {definition.name!r} is not bound")  # fmt: skip
+                self.fail(
+                    (*base, "inputs") if step.inputs else base,
+                    f"required input {iname!r} of step {definition.name!r} is not bound",
+                )
         depends = sorted({s.step_id for srcs in inputs.values() for s in srcs if s.step_id})
         for need_index, need in enumerate(step.needs):
             if need not in self.workflow.steps:
@@ -340,11 +368,20 @@ class _Planner:
             depends = sorted(set(depends) | set(self.instance_ids(need)))
         step_id = name if index is None else f"{name}[{key}]"
         return PlannedStep(
-            id=step_id, template=name, definition=definition, definition_path=def_path, parameters=parameters,
-            inputs=inputs, depends_on=depends, resources=step.resources or definition.resources,
-            retries=step.retries or definition.retries, timeout=step.timeout or definition.timeout,
-            index=index, item=item, fan_out=index is not None,
-        )  # fmt: skip
+            id=step_id,
+            template=name,
+            definition=definition,
+            definition_path=def_path,
+            parameters=parameters,
+            inputs=inputs,
+            depends_on=depends,
+            resources=step.resources or definition.resources,
+            retries=step.retries or definition.retries,
+            timeout=step.timeout or definition.timeout,
+            index=index,
+            item=item,
+            fan_out=index is not None,
+        )
 
     def check_type(self, spec: ParameterSpec, value: Any, loc: tuple[Any, ...], name: str) -> Any:
         if has_expression(value):
@@ -364,8 +401,7 @@ class _Planner:
         self.resolve_definitions()
         for name, step in self.workflow.steps.items():
             self.items[name] = self.expand_foreach(name, step)
-        self.check_template_cycles()
-        if self.problems:
+        if not self.check_template_cycles():
             raise SpecError(self.problems)
         steps: dict[str, PlannedStep] = {}
         templates: dict[str, list[str]] = {}
@@ -390,11 +426,18 @@ class _Planner:
             raise SpecError(self.problems)
         sorter = graphlib.TopologicalSorter({sid: s.depends_on for sid, s in steps.items()})
         order = list(sorter.static_order())
-        return Plan(workflow=self.workflow, path=self.path, document=self.doc, parameters=self.params,
-                    steps={sid: steps[sid] for sid in order}, order=order, outputs=outputs,
-                    templates=templates)  # fmt: skip
+        return Plan(
+            workflow=self.workflow,
+            path=self.path,
+            document=self.doc,
+            parameters=self.params,
+            steps={sid: steps[sid] for sid in order},
+            order=order,
+            outputs=outputs,
+            templates=templates,
+        )
 
-    def check_template_cycles(self) -> None:
+    def check_template_cycles(self) -> bool:
         graph: dict[str, set[str]] = {}
         for name, step in self.workflow.steps.items():
             deps: set[str] = {n for n in step.needs if n in self.workflow.steps}
@@ -407,10 +450,15 @@ class _Planner:
             graph[name] = deps
         try:
             graphlib.TopologicalSorter(graph).prepare()
+            return True
         except graphlib.CycleError as exc:
             cycle = list(exc.args[1])
-            self.fail(("steps", cycle[0]), f"dependency cycle: {' -> '.join(reversed(cycle))}; "
-                                           "remove one of these references")  # fmt: skip
+            self.fail(
+                ("steps", cycle[0]),
+                key=True,
+                message=f"dependency cycle: {' -> '.join(reversed(cycle))}; remove one of these references",
+            )
+            return False
 
     def check_interface(self) -> None:
         interface = self.workflow.interface
@@ -421,23 +469,32 @@ class _Planner:
             step_name, _, input_name = ref.partition(".")
             step = self.workflow.steps.get(step_name)
             if step is None or input_name not in step.inputs or not isinstance(step.inputs[input_name], FileInput):
-                self.fail(("interface", "inputs", i), f"interface input {ref!r} must name a file input "
-                                                      "'step.input' bound with {path: ...}")  # fmt: skip
+                self.fail(
+                    ("interface", "inputs", i),
+                    f"interface input {ref!r} must name a file input 'step.input' bound with {{path: ...}}",
+                )
         for i, result in enumerate(interface.results):
             if result not in self.workflow.outputs:
                 self.fail(("interface", "results", i), f"interface result {result!r} is not a workflow output")
 
 
-def build_plan(workflow: Workflow, doc: SourceDocument, path: Path, *, overrides: dict[str, str] | None = None,
-               catalog: StepCatalog | None = None) -> Plan:  # fmt: skip
+def build_plan(
+    workflow: Workflow,
+    doc: SourceDocument,
+    path: Path,
+    *,
+    overrides: dict[str, str] | None = None,
+    catalog: StepCatalog | None = None,
+) -> Plan:
     """Plan an already loaded workflow."""
     params = resolve_parameters(workflow, overrides or {}, doc)
     catalog = catalog or StepCatalog.for_workflow(path)
     return _Planner(workflow, doc, path, catalog, params).plan()
 
 
-def load_plan(path: str | Path, *, overrides: dict[str, str] | None = None,
-              steps_dirs: list[Path] | None = None) -> Plan:  # fmt: skip
+def load_plan(
+    path: str | Path, *, overrides: dict[str, str] | None = None, steps_dirs: list[Path] | None = None
+) -> Plan:
     """Load, validate and plan a workflow file; every problem is reported as a located ``SpecError``."""
     workflow, doc = load_workflow_document(path)
     catalog = StepCatalog.for_workflow(path, steps_dirs)

@@ -63,13 +63,16 @@ def validation_problems(
     """Turn a pydantic ``ValidationError`` into located, de-duplicated ``Problem`` lines."""
     vocabulary = _field_names(model)
     grouped: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    key_errors: set[tuple[Any, ...]] = set()
     for err in error.errors():
         loc = tuple(base) + tuple(part for part in err["loc"] if part != "[key]")
         while loc and (_is_union_tag(loc[-1]) and loc not in doc.positions):
             loc = loc[:-1]
         # strip union tags in the middle too (they are not keys of the document)
-        loc = tuple(p for i, p in enumerate(loc) if not (_is_union_tag(p) and loc[:i + 1] not in doc.positions))
-        grouped.setdefault(loc, []).append(err)
+        loc = tuple(p for i, p in enumerate(loc) if not (_is_union_tag(p) and loc[: i + 1] not in doc.positions))
+        grouped.setdefault(loc, []).append(dict(err))
+        if "[key]" in err["loc"]:
+            key_errors.add(loc)
     problems: list[Problem] = []
     for loc, errors in grouped.items():
         dotted = ".".join(str(p) for p in loc[len(base) :]) or "(top level)"
@@ -79,20 +82,19 @@ def validation_problems(
             hint = difflib.get_close_matches(field_name, sorted(vocabulary), n=1)
             suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
             parent = ".".join(str(p) for p in loc[len(base) : -1]) or "the top level"
-            problems.append(
-                doc.problem(loc, f"unknown field {field_name!r} in {parent}{suggestion}", key=True)
-            )
+            problems.append(doc.problem(loc, f"unknown field {field_name!r} in {parent}{suggestion}", key=True))
             continue
         missing = [e for e in errors if e["type"] == "missing"]
         if missing and len(missing) == len(errors):
             parent = ".".join(str(p) for p in loc[len(base) : -1]) or "the top level"
             problems.append(doc.problem(loc[:-1], f"missing required field {str(loc[-1])!r} in {parent}"))
             continue
+        on_key = loc in key_errors
         if len(errors) > 1:
             reasons = "; or ".join(sorted({_describe(e) for e in errors}))
-            problems.append(doc.problem(loc, f"{dotted}: invalid value ({reasons})"))
+            problems.append(doc.problem(loc, f"{dotted}: invalid value ({reasons})", key=on_key))
         else:
-            problems.append(doc.problem(loc, f"{dotted}: {_describe(errors[0])}"))
+            problems.append(doc.problem(loc, f"{dotted}: {_describe(errors[0])}", key=on_key))
     return problems
 
 

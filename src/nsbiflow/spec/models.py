@@ -81,9 +81,21 @@ def parse_quantity(value: str | int | float) -> float:
         )
     number, suffix = float(match.group(1)), match.group(3) or ""
     factors = {
-        "": 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
-        "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60,
-    }  # fmt: skip
+        "": 1.0,
+        "m": 1e-3,
+        "k": 1e3,
+        "M": 1e6,
+        "G": 1e9,
+        "T": 1e12,
+        "P": 1e15,
+        "E": 1e18,
+        "Ki": 2.0**10,
+        "Mi": 2.0**20,
+        "Gi": 2.0**30,
+        "Ti": 2.0**40,
+        "Pi": 2.0**50,
+        "Ei": 2.0**60,
+    }
     return number * factors[suffix]
 
 
@@ -123,7 +135,7 @@ class RetryPolicy(_Strict):
 class StepDefinition(_Strict):
     """A reusable stage (``steps/<name>/step.yaml``): a containerized command with typed I/O."""
 
-    api_version: Literal["nsbiflow/v1"] = Field(API_VERSION, alias="apiVersion")
+    api_version: Literal["nsbiflow/v1"] = Field("nsbiflow/v1", alias="apiVersion")
     kind: Literal["Step"] = "Step"
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     description: str = ""
@@ -230,16 +242,14 @@ class Interface(_Strict):
     """The reinterpretation (RECAST) interface: what a reinterpreter may change, and what the answer is."""
 
     parameters: list[str] = Field(default_factory=list, description="workflow parameters a patch may change")
-    inputs: list[str] = Field(
-        default_factory=list, description="'step.input' file inputs a patch may point elsewhere"
-    )
+    inputs: list[str] = Field(default_factory=list, description="'step.input' file inputs a patch may point elsewhere")
     results: list[str] = Field(default_factory=list, description="workflow outputs that are the answer")
 
 
 class Workflow(_Strict):
     """An analysis: typed parameters and a DAG of steps."""
 
-    api_version: Literal["nsbiflow/v1"] = Field(API_VERSION, alias="apiVersion")
+    api_version: Literal["nsbiflow/v1"] = Field("nsbiflow/v1", alias="apiVersion")
     kind: Literal["Workflow"] = "Workflow"
     metadata: Metadata
     parameters: dict[Annotated[str, Field(pattern=IDENT_PATTERN)], ParameterSpec] = Field(default_factory=dict)
@@ -252,6 +262,16 @@ class Workflow(_Strict):
 
 def _is_expression(value: Any) -> bool:
     return isinstance(value, str) and "${{" in value
+
+
+_ARTICLE = {
+    "int": "an int",
+    "float": "a float",
+    "str": "a string",
+    "bool": "a bool",
+    "list": "a list",
+    "dict": "a mapping",
+}
 
 
 def coerce_value(type_: ParamType, value: Any) -> Any:
@@ -273,7 +293,7 @@ def coerce_value(type_: ParamType, value: Any) -> Any:
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
-            raise ValueError(f"expected {type_}, got {value!r}") from None
+            raise ValueError(f"expected {_ARTICLE[type_]}, got {value!r}") from None
     if type_ == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():

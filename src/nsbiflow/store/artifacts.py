@@ -75,8 +75,14 @@ class ArtifactStore:
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             ref = self.put_file(path)
             executable = bool(path.stat().st_mode & stat.S_IXUSR)
-            entries.append({"path": path.relative_to(folder).as_posix(), "digest": ref.digest,
-                            "size": ref.size, "executable": executable})  # fmt: skip
+            entries.append(
+                {
+                    "path": path.relative_to(folder).as_posix(),
+                    "digest": ref.digest,
+                    "size": ref.size,
+                    "executable": executable,
+                }
+            )
             total += ref.size
         dirs = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_dir())
         manifest = {"format": TREE_FORMAT, "entries": entries, "dirs": dirs}

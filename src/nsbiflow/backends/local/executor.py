@@ -8,6 +8,7 @@ runner killed at any moment leaves no half-written artifact recorded.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import os
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from nsbiflow import __version__
-from nsbiflow.backends.local.progress import Progress, PlainProgress
+from nsbiflow.backends.local.progress import PlainProgress, Progress
 from nsbiflow.backends.local.task import TaskResult, kill_running, run_task
 from nsbiflow.engine.keys import code_identity, step_key
 from nsbiflow.engine.plan import Plan, PlannedStep
@@ -56,8 +57,15 @@ def _safe_dirname(step_id: str) -> str:
 class LocalExecutor:
     """Runs plans locally; one instance can run several plans one after another."""
 
-    def __init__(self, store: ArtifactStore, *, jobs: int | None = None, workdir: Path | None = None,
-                 progress: Progress | None = None, keep_workdirs: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: ArtifactStore,
+        *,
+        jobs: int | None = None,
+        workdir: Path | None = None,
+        progress: Progress | None = None,
+        keep_workdirs: bool = False,
+    ) -> None:
         self.store = store
         self.jobs = max(1, jobs or os.cpu_count() or 1)
         self.workdir_root = workdir
@@ -79,8 +87,13 @@ class LocalExecutor:
                 definitions[step.template] = self.store.put_bytes(
                     canonical_json(step.definition.model_dump(mode="json", by_alias=True))
                 )
-        return {"name": plan.workflow.metadata.name, "path": str(plan.path.resolve()), "digest": plan.digest,
-                "file": workflow_blob, "definitions": definitions}  # fmt: skip
+        return {
+            "name": plan.workflow.metadata.name,
+            "path": str(plan.path.resolve()),
+            "digest": plan.digest,
+            "file": workflow_blob,
+            "definitions": definitions,
+        }
 
     def _new_manifest(self, plan: Plan, run_id: str) -> RunManifest:
         steps = {
@@ -88,9 +101,16 @@ class LocalExecutor:
             for sid, s in plan.steps.items()
         }
         versions = {"nsbiflow": __version__, "python": platform.python_version(), "platform": platform.platform()}
-        return RunManifest(run_id=run_id, workflow=self._store_sources(plan), parameters=plan.parameters,
-                           started=utc_now(), host=socket.gethostname(), versions=versions, store=self.store.uri,
-                           steps=steps)  # fmt: skip
+        return RunManifest(
+            run_id=run_id,
+            workflow=self._store_sources(plan),
+            parameters=plan.parameters,
+            started=utc_now(),
+            host=socket.gethostname(),
+            versions=versions,
+            store=self.store.uri,
+            steps=steps,
+        )
 
     # -- running -----------------------------------------------------------------------------------
     def run(self, plan: Plan, run_id: str | None = None) -> RunManifest:
@@ -112,10 +132,8 @@ class LocalExecutor:
             manifest.error = str(exc)
             manifest.finished = utc_now()
             self.progress.finish(manifest)
-            try:
+            with contextlib.suppress(StoreError):
                 self.store.write_manifest(manifest)
-            except StoreError:
-                pass
             raise ExecutionError(f"run {run_id} stopped: {exc}") from None
         except KeyboardInterrupt:
             manifest.status = "interrupted"
@@ -143,8 +161,9 @@ class LocalExecutor:
                         refs[source.path] = self.store.put(source.path)
         return refs
 
-    def _input_refs(self, step: PlannedStep, manifest: RunManifest, external: dict[Path, ArtifactRef]
-                    ) -> dict[str, list[ArtifactRef]]:  # fmt: skip
+    def _input_refs(
+        self, step: PlannedStep, manifest: RunManifest, external: dict[Path, ArtifactRef]
+    ) -> dict[str, list[ArtifactRef]]:
         refs: dict[str, list[ArtifactRef]] = {}
         for name, sources in step.inputs.items():
             refs[name] = [
@@ -153,8 +172,9 @@ class LocalExecutor:
             ]
         return refs
 
-    def _schedule(self, plan: Plan, manifest: RunManifest, external: dict[Path, ArtifactRef], root: Path,
-                  lock: threading.Lock) -> None:  # fmt: skip
+    def _schedule(
+        self, plan: Plan, manifest: RunManifest, external: dict[Path, ArtifactRef], root: Path, lock: threading.Lock
+    ) -> None:
         pending = list(plan.order)
         running: dict[Future[TaskResult], tuple[PlannedStep, str, float, float]] = {}
         used_cpu, used_mem = 0.0, 0.0
@@ -176,8 +196,9 @@ class LocalExecutor:
                         refs = self._input_refs(step, manifest, external)
                         if step.template not in identities:
                             identities[step.template] = code_identity(step.definition, step.definition_path)
-                        key = step_key(step, {n: [r.digest for r in rs] for n, rs in refs.items()},
-                                       identities[step.template])  # fmt: skip
+                        key = step_key(
+                            step, {n: [r.digest for r in rs] for n, rs in refs.items()}, identities[step.template]
+                        )
                         record = manifest.steps[step_id]
                         record.key = key
                         record.inputs = {n: [r.digest for r in rs] for n, rs in refs.items()}
@@ -219,8 +240,9 @@ class LocalExecutor:
                 kill_running()
                 raise
 
-    def _complete(self, manifest: RunManifest, step: PlannedStep, key: str, result: TaskResult,
-                  lock: threading.Lock) -> None:  # fmt: skip
+    def _complete(
+        self, manifest: RunManifest, step: PlannedStep, key: str, result: TaskResult, lock: threading.Lock
+    ) -> None:
         record = manifest.steps[step.id]
         record.attempts = result.attempts
         record.seconds = round(result.seconds, 3)
@@ -232,15 +254,24 @@ class LocalExecutor:
             return
         record.outputs = result.outputs
         with lock:
-            self.store.cache_record(CacheEntry(key=key, step=step.id, outputs=result.outputs, log=record.log,
-                                               run_id=manifest.run_id, created=utc_now(),
-                                               seconds=record.seconds))  # fmt: skip
+            self.store.cache_record(
+                CacheEntry(
+                    key=key,
+                    step=step.id,
+                    outputs=result.outputs,
+                    log=record.log,
+                    run_id=manifest.run_id,
+                    created=utc_now(),
+                    seconds=record.seconds,
+                )
+            )
         self._finish(manifest, step.id, status="succeeded")
         if not self.keep_workdirs and result.log_path is not None:
             shutil.rmtree(result.log_path.parent, ignore_errors=True)
 
-    def _finish(self, manifest: RunManifest, step_id: str, *, status: str, cached: bool = False,
-                error: str | None = None) -> None:  # fmt: skip
+    def _finish(
+        self, manifest: RunManifest, step_id: str, *, status: str, cached: bool = False, error: str | None = None
+    ) -> None:
         record = manifest.steps[step_id]
         record.status = status  # type: ignore[assignment]
         record.cached = cached

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Protocol, TextIO
+from typing import ClassVar, Protocol, TextIO
 
 from rich.console import Console
 from rich.live import Live
@@ -79,7 +79,13 @@ class PlainProgress:
 class RichProgress:
     """A live table of step templates with counts and the currently running steps."""
 
-    _STYLE = {"succeeded": "green", "cached": "cyan", "failed": "red", "skipped": "yellow", "running": "blue"}
+    _STYLE: ClassVar[dict[str, str]] = {
+        "succeeded": "green",
+        "cached": "cyan",
+        "failed": "red",
+        "skipped": "yellow",
+        "running": "blue",
+    }
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
@@ -102,9 +108,13 @@ class RichProgress:
             elapsed = max((time.monotonic() - self.started[i] for i in running), default=0.0)
             failed = sum(s in ("failed", "skipped") for s in states)
             table.add_row(
-                template, f"{done}/{len(ids)}", str(len(running) or ""), str(states.count("cached") or ""),
-                f"[red]{failed}[/red]" if failed else "", f"{elapsed:.0f}s" if running else "",
-            )  # fmt: skip
+                template,
+                f"{done}/{len(ids)}",
+                str(len(running) or ""),
+                str(states.count("cached") or ""),
+                f"[red]{failed}[/red]" if failed else "",
+                f"{elapsed:.0f}s" if running else "",
+            )
         return table
 
     def start(self, plan: Plan, manifest: RunManifest) -> None:

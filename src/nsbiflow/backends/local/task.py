@@ -7,6 +7,7 @@ process group.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -30,10 +31,8 @@ def kill_running() -> None:
     """Kill every step process still running (on Ctrl-C or when the run must stop)."""
     with _RUNNING_LOCK:
         for process in list(_RUNNING):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 @dataclass
@@ -88,8 +87,9 @@ def step_environment(step: PlannedStep, run_id: str) -> dict[str, str]:
     return env
 
 
-def stage_inputs(store: ArtifactStore, step: PlannedStep, refs: dict[str, list[ArtifactRef]], workdir: Path
-                 ) -> dict[str, list[Path]]:  # fmt: skip
+def stage_inputs(
+    store: ArtifactStore, step: PlannedStep, refs: dict[str, list[ArtifactRef]], workdir: Path
+) -> dict[str, list[Path]]:
     """Materialize input artifacts under ``workdir/in`` (digests verified on the way)."""
     staged: dict[str, list[Path]] = {}
     for name, artifacts in refs.items():
@@ -115,14 +115,22 @@ def _tail(path: Path) -> str:
     return meaningful[-1].strip() if meaningful else ""
 
 
-def _run_once(command: list[str], workdir: Path, env: dict[str, str], log_path: Path, timeout: float | None,
-              attempt: int) -> tuple[int | None, str | None]:  # fmt: skip
+def _run_once(
+    command: list[str], workdir: Path, env: dict[str, str], log_path: Path, timeout: float | None, attempt: int
+) -> tuple[int | None, str | None]:
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"# attempt {attempt}: {' '.join(command)}\n")
         log.flush()
         try:
-            process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+            process = subprocess.Popen(
+                command,
+                cwd=workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         except FileNotFoundError:
             return None, f"command not found: {command[0]!r} (is the step's program installed and on PATH?)"
         except PermissionError:
@@ -144,8 +152,9 @@ def _run_once(command: list[str], workdir: Path, env: dict[str, str], log_path: 
                 _RUNNING.discard(process)
 
 
-def run_task(store: ArtifactStore, step: PlannedStep, refs: dict[str, list[ArtifactRef]], workdir: Path,
-             run_id: str) -> TaskResult:  # fmt: skip
+def run_task(
+    store: ArtifactStore, step: PlannedStep, refs: dict[str, list[ArtifactRef]], workdir: Path, run_id: str
+) -> TaskResult:
     """Stage, run (with retries), check and store one step; never raises for a failing command."""
     started = time.monotonic()
     if workdir.exists():
@@ -169,7 +178,11 @@ def run_task(store: ArtifactStore, step: PlannedStep, refs: dict[str, list[Artif
         command = build_command(step, inputs, outputs)
         code, error = _run_once(command, workdir, env, log_path, step.timeout, attempt)
         if code == 0:
-            missing = [n for n, p in outputs.items() if not p.exists() or (p.is_dir() != (step.definition.outputs[n].kind == "dir"))]
+            missing = [
+                n
+                for n, p in outputs.items()
+                if not p.exists() or (p.is_dir() != (step.definition.outputs[n].kind == "dir"))
+            ]
             if not missing:
                 stored = {name: store.put(path) for name, path in outputs.items()}
                 return TaskResult(True, stored, attempts, time.monotonic() - started, log_path)

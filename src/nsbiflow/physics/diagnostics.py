@@ -1,0 +1,112 @@
+"""Diagnostics that gate the analysis: reweighting closure, normalisation, calibration, losses.
+
+* closure: the reference reweighted by ``r`` must reproduce the numerator in every 1-D projection;
+  ``chi2/ndf`` per observable with both samples' statistical uncertainties;
+* normalisation: the weighted mean of ``r`` over the reference must be 1;
+* calibration: binned in the classifier output ``s = r / (1 + r)``, the numerator fraction (classes
+  balanced) must equal the mean ``s`` (the expected calibration error, ECE, summarises it);
+* losses: training vs holdout loss of every member at its best epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field
+
+FloatArray = NDArray[np.float64]
+
+
+class Tolerances(BaseModel):
+    """Declared tolerances; a diagnostic beyond one fails the stage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_chi2_ndf: float = Field(3.0, gt=0, description="closure chi2/ndf, worst observable")
+    max_norm_deviation: float = Field(0.05, gt=0, description="|mean r over the reference - 1|")
+    max_ece: float = Field(0.05, gt=0, description="expected calibration error of s = r/(1+r)")
+
+
+def closure(
+    x_num: FloatArray, w_num: FloatArray, x_ref: FloatArray, w_ref: FloatArray, r_ref: FloatArray,
+    observables: list[str], n_bins: int = 20,
+) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Per observable: bin edges, numerator and reweighted-reference densities, their errors, chi2/ndf."""
+    out: dict[str, dict[str, Any]] = {}
+    wn = w_num / w_num.sum()
+    wr = w_ref / w_ref.sum()
+    for j, name in enumerate(observables):
+        edges = np.quantile(x_num[:, j], np.linspace(0, 1, n_bins + 1))
+        edges[0], edges[-1] = min(edges[0], x_ref[:, j].min()), max(edges[-1], x_ref[:, j].max())
+        edges = np.unique(edges)
+        h_num = np.histogram(x_num[:, j], edges, weights=wn)[0]
+        v_num = np.histogram(x_num[:, j], edges, weights=wn**2)[0]
+        h_rw = np.histogram(x_ref[:, j], edges, weights=wr * r_ref)[0]
+        v_rw = np.histogram(x_ref[:, j], edges, weights=(wr * r_ref) ** 2)[0]
+        h_raw = np.histogram(x_ref[:, j], edges, weights=wr)[0]
+        var = np.maximum(v_num + v_rw, 1e-300)
+        chi2 = float(np.sum((h_num - h_rw) ** 2 / var))
+        ndf = len(edges) - 1
+        out[name] = {
+            "edges": edges.tolist(), "numerator": h_num.tolist(), "numerator_err": np.sqrt(v_num).tolist(),
+            "reweighted": h_rw.tolist(), "reweighted_err": np.sqrt(v_rw).tolist(), "reference": h_raw.tolist(),
+            "chi2": chi2, "ndf": ndf, "chi2_ndf": chi2 / ndf,
+        }  # fmt: skip
+    return out
+
+
+def normalisation(w_ref: FloatArray, r_ref: FloatArray) -> float:
+    """Weighted mean of ``r`` over the reference (1 for a perfect ratio)."""
+    return float(np.sum(w_ref * r_ref) / np.sum(w_ref))
+
+
+def calibration_curve(
+    log_r_num: FloatArray, w_num: FloatArray, log_r_ref: FloatArray, w_ref: FloatArray, n_bins: int = 10
+) -> dict[str, Any]:
+    """Reliability diagram of ``s = sigmoid(log r)`` with balanced classes, and its ECE."""
+    s = 1.0 / (1.0 + np.exp(-np.concatenate([log_r_num, log_r_ref])))
+    y = np.concatenate([np.ones(len(log_r_num)), np.zeros(len(log_r_ref))])
+    w = np.concatenate([w_num / w_num.sum(), w_ref / w_ref.sum()])
+    edges = np.linspace(0, 1, n_bins + 1)
+    which = np.clip(np.digitize(s, edges) - 1, 0, n_bins - 1)
+    total = np.bincount(which, weights=w, minlength=n_bins)
+    predicted = np.bincount(which, weights=w * s, minlength=n_bins) / np.maximum(total, 1e-300)
+    observed = np.bincount(which, weights=w * y, minlength=n_bins) / np.maximum(total, 1e-300)
+    filled = total > 0
+    ece = float(np.sum(total[filled] * np.abs(predicted - observed)[filled]) / total.sum())
+    return {
+        "edges": edges.tolist(), "predicted": predicted[filled].tolist(), "observed": observed[filled].tolist(),
+        "fraction": (total / total.sum())[filled].tolist(), "ece": ece,
+    }  # fmt: skip
+
+
+def loss_summary(manifest: dict[str, Any]) -> dict[str, float]:
+    """Mean training and holdout loss of the members at their best epochs."""
+    members = manifest["members"]
+    train = float(np.mean([m["train_loss"] for m in members]))
+    hold = float(np.mean([m["holdout_loss"] for m in members]))
+    return {"train_loss": train, "holdout_loss": hold, "holdout_over_train": hold / train if train else float("nan")}
+
+
+def check(metrics: dict[str, Any], tol: Tolerances) -> list[str]:
+    """The failed checks, each as one sentence saying which check and by how much."""
+    label = metrics["label"]
+    failures = []
+    worst_name, worst = max(((k, v["chi2_ndf"]) for k, v in metrics["closure"].items()), key=lambda kv: kv[1])
+    if worst > tol.max_chi2_ndf:
+        failures.append(
+            f"closure of '{label}' in {worst_name}: chi2/ndf = {worst:.2f} exceeds the tolerance "
+            f"{tol.max_chi2_ndf:g} by {worst - tol.max_chi2_ndf:.2f}"
+        )
+    norm = metrics["normalisation"]
+    if abs(norm - 1) > tol.max_norm_deviation:
+        failures.append(
+            f"normalisation of '{label}': mean r over the reference = {norm:.4f}, off by {abs(norm - 1):.4f} "
+            f"(tolerance {tol.max_norm_deviation:g})"
+        )
+    ece = metrics["calibration"]["ece"]
+    if ece > tol.max_ece:
+        failures.append(f"calibration of '{label}': ECE = {ece:.4f} exceeds the tolerance {tol.max_ece:g}")
+    return failures

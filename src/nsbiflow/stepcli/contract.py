@@ -1,0 +1,157 @@
+"""The step contract: ``--param KEY=VALUE``, ``--in NAME=PATH``, ``--out NAME=PATH``, one-line errors.
+
+Every subcommand is a function of a ``StageIO``; ``stage`` wraps it into a click command that parses the
+arguments, checks parameters against the stage's pydantic model (unknown or mistyped ones are an error),
+checks that every declared output was written, and turns any failure into exactly one line on stderr and
+a non-zero exit status (``NSBIFLOW_DEBUG=1`` prints the traceback as well).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from pydantic import BaseModel, ValidationError
+
+from nsbiflow.physics.errors import StageError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def parse_value(raw: str) -> Any:
+    """A parameter value: JSON when it parses, else the raw string."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _split(option: str, item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise StageError(f"{option} {item!r}: expected NAME=VALUE")
+    return key, value
+
+
+@dataclass
+class StageIO:
+    """Parsed arguments of one stage invocation."""
+
+    stage: str
+    params: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, list[Path]] = field(default_factory=dict)
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    def config(self, model: type[ModelT]) -> ModelT:
+        """Validate the parameters against ``model`` (one line per error, naming the parameter)."""
+        known = set(model.model_fields)
+        unknown = sorted(set(self.params) - known)
+        if unknown:
+            raise StageError(
+                f"{self.stage}: unknown parameter {unknown[0]!r} (known: {', '.join(sorted(known))})"
+            )
+        try:
+            return model.model_validate(self.params)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise StageError(f"{self.stage}: parameter {where!r}: {err['msg']} (got {err.get('input')!r})") from None
+
+    def input(self, name: str) -> Path:
+        """The single path bound to input ``name``."""
+        paths = self.inputs.get(name)
+        if not paths:
+            raise StageError(f"{self.stage}: input '{name}' is required; pass --in {name}=PATH")
+        if len(paths) > 1:
+            raise StageError(f"{self.stage}: input '{name}' takes one path, got {len(paths)}")
+        return paths[0]
+
+    def optional_input(self, name: str) -> Path | None:
+        """The path bound to ``name``, or None."""
+        return self.input(name) if self.inputs.get(name) else None
+
+    def input_list(self, name: str, required: bool = True) -> list[Path]:
+        """All paths bound to a ``multiple: true`` input, in the given order."""
+        paths = self.inputs.get(name, [])
+        if required and not paths:
+            raise StageError(f"{self.stage}: input '{name}' is required; pass --in {name}=PATH (repeatable)")
+        return paths
+
+    def output(self, name: str) -> Path:
+        """The path of output ``name``."""
+        if name not in self.outputs:
+            raise StageError(f"{self.stage}: output '{name}' is required; pass --out {name}=PATH")
+        return self.outputs[name]
+
+
+def configure_threads() -> None:
+    """Honour ``OMP_NUM_THREADS`` (set by the engine from the step's cpu request) in torch."""
+    import torch
+
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if threads and threads.isdigit() and int(threads) > 0:
+        torch.set_num_threads(int(threads))
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:
+            pass
+
+
+def stage(name: str, outputs: tuple[str, ...] = ()) -> Callable[[Callable[[StageIO], None]], click.Command]:
+    """Make a click command of a stage function; ``outputs`` are the declared outputs it must write."""
+
+    def decorate(fn: Callable[[StageIO], None]) -> click.Command:
+        @click.command(name=name, help=fn.__doc__, context_settings={"show_default": True})
+        @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="parameter (JSON value)")
+        @click.option("--in", "inputs", multiple=True, metavar="NAME=PATH", help="input path (repeatable)")
+        @click.option("--out", "outs", multiple=True, metavar="NAME=PATH", help="output path")
+        @functools.wraps(fn)
+        def command(params: tuple[str, ...], inputs: tuple[str, ...], outs: tuple[str, ...]) -> None:
+            try:
+                io = StageIO(stage=name)
+                for item in params:
+                    key, value = _split("--param", item)
+                    io.params[key] = parse_value(value)
+                for item in inputs:
+                    key, value = _split("--in", item)
+                    io.inputs.setdefault(key, []).append(Path(value))
+                for item in outs:
+                    key, value = _split("--out", item)
+                    io.outputs[key] = Path(value)
+                for key, paths in io.inputs.items():
+                    for path in paths:
+                        if not path.exists():
+                            raise StageError(f"{name}: input '{key}' path {path} does not exist")
+                fn(io)
+                for out in outputs:
+                    path = io.output(out)
+                    if not path.exists():
+                        raise StageError(f"{name}: output '{out}' was not written to {path}")
+            except StageError as exc:
+                _fail(str(exc))
+            except KeyboardInterrupt:
+                _fail(f"{name}: interrupted")
+            except MemoryError:
+                _fail(f"{name}: out of memory; lower batch_size or raise the step's memory request")
+            except Exception as exc:  # one line, never a traceback (NSBIFLOW_DEBUG=1 shows it)
+                if os.environ.get("NSBIFLOW_DEBUG"):
+                    traceback.print_exc()
+                _fail(f"{name}: unexpected {type(exc).__name__}: {exc}; rerun with NSBIFLOW_DEBUG=1 for details")
+
+        return command
+
+    return decorate
+
+
+def _fail(message: str) -> None:
+    message = " ".join(message.split())
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
