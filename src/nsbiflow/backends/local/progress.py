@@ -117,10 +117,14 @@ class RichProgress:
             )
         return table
 
+    def __rich__(self) -> Table:
+        """Rendered on every refresh, so running times tick."""
+        return self._table()
+
     def start(self, plan: Plan, manifest: RunManifest) -> None:
         """Start the live display."""
         self.plan, self.run_id = plan, manifest.run_id
-        self.live = Live(self._table(), console=self.console, refresh_per_second=4, transient=False)
+        self.live = Live(self, console=self.console, refresh_per_second=4, transient=False)
         self.live.start()
 
     def update(self, step_id: str, status: str, record: StepRecord) -> None:
@@ -131,14 +135,14 @@ class RichProgress:
         if status == "failed" and record.error:
             self.errors.append(f"{step_id}: {record.error}")
         if self.live is not None:
-            self.live.update(self._table())
+            self.live.refresh()
 
     def finish(self, manifest: RunManifest) -> None:
         """Stop the display and print failures."""
         if self.live is not None:
-            self.live.update(self._table())
+            self.live.refresh()
             self.live.stop()
         for line in self.errors:
             self.console.print(f"[red]failed[/red] {line}", markup=True, highlight=False)
         style = "green" if manifest.status == "succeeded" else "red"
-        self.console.print(f"run {manifest.run_id} [{style}]{manifest.status}[/{style}]")
+        self.console.print(f"run {manifest.run_id} [{style}]{manifest.status}[/{style}]", highlight=False)

@@ -1,0 +1,136 @@
+"""Stages that train networks: ``support``, ``train-ratio``, and ``gather-ensemble`` (merges chunks)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nsbiflow.stepcli.contract import StageIO, configure_threads, stage
+from nsbiflow.stepcli.progress import Progress
+
+
+class TrainRatioConfig(BaseModel):
+    """Parameters of ``train-ratio`` (see ``nsbiflow.physics.training.TrainConfig``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str = Field("", description="ensemble label; default: the numerator's process")
+    members: int = Field(4, gt=0)
+    chunk: int = Field(0, ge=0)
+    seed: int = 0
+    hidden: list[int] = Field(default_factory=lambda: [64, 64, 64])
+    activation: str = "silu"
+    lr: float = 2e-3
+    batch_size: int = 512
+    max_epochs: int = 40
+    patience: int = 5
+    folds: int = 5
+    bootstrap: bool = True
+    weight_decay: float = 0.0
+    mode: Literal["auto", "loop", "batched"] = "auto"
+
+
+class SupportConfig(BaseModel):
+    """Parameters of ``support``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_ratio: float = Field(20.0, gt=1, description="out of support where p_pool/p_ref exceeds this")
+    members: int = Field(2, gt=0)
+    seed: int = 0
+    hidden: list[int] = Field(default_factory=lambda: [32, 32])
+    max_epochs: int = 30
+    patience: int = 4
+    max_events: int = Field(20000, gt=0, description="events used per sample")
+
+
+def _seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@stage("train-ratio", outputs=("ensemble",))
+def train_ratio(io: StageIO) -> None:
+    """Train a chunk of a density-ratio ensemble r = p_numerator / p_reference by classification."""
+    from nsbiflow.physics.ensemble import save_members
+    from nsbiflow.physics.events import read_events
+    from nsbiflow.physics.mlp import MLPConfig
+    from nsbiflow.physics.training import TrainConfig, train_ensemble
+
+    cfg = io.config(TrainRatioConfig)
+    configure_threads()
+    _seed_everything(cfg.seed)
+    num = read_events(io.input("numerator"))
+    ref = read_events(io.input("reference"), num.observables)
+    label = cfg.label or num.process
+    train_cfg = TrainConfig(**cfg.model_dump(exclude={"label"}))
+    with Progress(f"train-ratio {label} chunk {cfg.chunk}") as bar:
+        members, scaler = train_ensemble(num.x, ref.x, train_cfg, num.weights, ref.weights, progress=bar.update)
+        for m in members:
+            bar.log(f"  {m.name}: best epoch {m.info['best_epoch']}, holdout loss {m.info['holdout_loss']:.5f}")
+    extra = {"numerator": num.process, "reference": ref.process, "observables": num.observables,
+             "n_numerator": len(num), "n_reference": len(ref), "config": train_cfg.model_dump()}  # fmt: skip
+    mlp = MLPConfig(n_inputs=len(num.observables), hidden=cfg.hidden, activation=cfg.activation)
+    save_members(io.output("ensemble"), label, members, scaler, mlp, extra)
+
+
+@stage("gather-ensemble", outputs=("ensemble",))
+def gather_ensemble(io: StageIO) -> None:
+    """Merge the chunk outputs of train-ratio (one --in chunks=DIR per chunk) into one collection."""
+    from nsbiflow.physics.ensemble import gather
+
+    counts = gather(io.input_list("chunks"), io.output("ensemble"))
+    with Progress("gather-ensemble") as bar:
+        bar.log("gathered " + ", ".join(f"{label}: {n} members" for label, n in sorted(counts.items())))
+
+
+@stage("support", outputs=("support",))
+def support(io: StageIO) -> None:
+    """Train the support classifier (pooled samples vs reference) and record its threshold."""
+    import numpy as np
+
+    from nsbiflow.physics.ensemble import save_members
+    from nsbiflow.physics.events import read_events
+    from nsbiflow.physics.mlp import MLPConfig
+    from nsbiflow.physics.support import LABEL, SUPPORT_JSON, pool
+    from nsbiflow.physics.training import TrainConfig, train_ensemble
+
+    cfg = io.config(SupportConfig)
+    configure_threads()
+    _seed_everything(cfg.seed)
+    ref = read_events(io.input("reference"))
+    samples = [read_events(p, ref.observables) for p in io.input_list("samples")]
+    rng = np.random.default_rng([cfg.seed, 31337])
+
+    def cap(x: Any, w: Any) -> tuple[Any, Any]:
+        if len(x) <= cfg.max_events:
+            return x, w
+        idx = np.sort(rng.choice(len(x), cfg.max_events, replace=False))
+        return x[idx], w[idx]
+
+    x_pool, w_pool = pool([cap(s.x, s.weights) for s in samples])
+    x_ref, w_ref = cap(ref.x, ref.weights)
+    train_cfg = TrainConfig(members=cfg.members, seed=cfg.seed, hidden=cfg.hidden, max_epochs=cfg.max_epochs,
+                            patience=cfg.patience, bootstrap=False)  # fmt: skip
+    with Progress("support") as bar:
+        members, scaler = train_ensemble(x_pool, x_ref, train_cfg, w_pool, w_ref, progress=bar.update)
+        out = io.output("support")
+        mlp = MLPConfig(n_inputs=len(ref.observables), hidden=cfg.hidden)
+        extra = {"numerator": "pool", "reference": ref.process, "observables": ref.observables,
+                 "samples": [s.process for s in samples]}  # fmt: skip
+        save_members(out, LABEL, members, scaler, mlp, extra)
+        from nsbiflow.physics.support import SupportModel
+
+        (out / SUPPORT_JSON).write_text(json.dumps({"max_ratio": cfg.max_ratio}, indent=2) + "\n")
+        model = SupportModel.load(out)
+        fractions = {s.process: float(1 - np.average(model.contains(s.x), weights=s.weights)) for s in samples}
+        (out / SUPPORT_JSON).write_text(
+            json.dumps({"max_ratio": cfg.max_ratio, "outside_fraction": fractions}, indent=2, sort_keys=True) + "\n"
+        )
+        bar.log("outside the support: " + ", ".join(f"{k} {v:.2%}" for k, v in fractions.items()))
