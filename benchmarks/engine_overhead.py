@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import quick, table, write_result  # noqa: E402
+from common import quick, table, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 YADAGE_PYTHON = REPO / ".venv-yadage" / "bin" / "python"
@@ -56,9 +56,21 @@ def run_local(workflow: Path, jobs: int) -> float:
     store = Path(tempfile.mkdtemp(prefix="nsbi-bench-store-"))
     try:
         start = time.perf_counter()
-        subprocess.run([str(Path(sys.executable).parent / "nsbiflow"), "run", str(workflow), "--store", str(store),
-                        "--jobs", str(jobs), "--results", str(store / "results")],
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "nsbiflow"),
+                "run",
+                str(workflow),
+                "--store",
+                str(store),
+                "--jobs",
+                str(jobs),
+                "--results",
+                str(store / "results"),
+            ],
+            check=True,
+            capture_output=True,
+        )
         return time.perf_counter() - start
     finally:
         shutil.rmtree(store, ignore_errors=True)
@@ -70,12 +82,29 @@ def run_yadage(workflow: Path, jobs: int) -> float | None:
         return None
     out = Path(tempfile.mkdtemp(prefix="nsbi-bench-yadage-"))
     try:
-        subprocess.run([str(Path(sys.executable).parent / "nsbiflow"), "compile", str(workflow), "--target", "yadage",
-                        "--environment", "localproc", "-o", str(out / "spec")], check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "nsbiflow"),
+                "compile",
+                str(workflow),
+                "--target",
+                "yadage",
+                "--environment",
+                "localproc",
+                "-o",
+                str(out / "spec"),
+            ],
+            check=True,
+            capture_output=True,
+        )
         runner = REPO / "scripts" / "run_yadage.py"
         start = time.perf_counter()
-        subprocess.run([str(YADAGE_PYTHON), str(runner), str(out / "spec"), str(out / "work"), "--jobs", str(jobs)],
-                       check=True, capture_output=True, env=dict(os.environ))  # fmt: skip
+        subprocess.run(
+            [str(YADAGE_PYTHON), str(runner), str(out / "spec"), str(out / "work"), "--jobs", str(jobs)],
+            check=True,
+            capture_output=True,
+            env=dict(os.environ),
+        )
         return time.perf_counter() - start
     except subprocess.CalledProcessError as exc:
         print(f"yadage run failed: {exc.stderr.decode(errors='replace')[-500:]}", file=sys.stderr)
@@ -94,13 +123,18 @@ def main() -> None:
     local = min(run_local(workflow, jobs) for _ in range(1 if quick() else 3))
     yadage = run_yadage(workflow, jobs)
     rows = [["nsbiflow local", steps, local, 1000 * local / steps]]
-    payload: dict[str, object] = {"steps": steps, "jobs": jobs, "local_seconds": local,
-                                  "local_ms_per_step": 1000 * local / steps}  # fmt: skip
+    payload: dict[str, object] = {
+        "steps": steps,
+        "jobs": jobs,
+        "local_seconds": local,
+        "local_ms_per_step": 1000 * local / steps,
+    }
     if yadage is not None:
         rows.append(["yadage (multiproc)", steps, yadage, 1000 * yadage / steps])
         payload.update(yadage_seconds=yadage, yadage_ms_per_step=1000 * yadage / steps, ratio=yadage / local)
-    print(table(f"engine overhead: {steps}-step trivial DAG, {jobs} jobs", ["engine", "steps", "wall s", "ms/step"],
-                rows))  # fmt: skip
+    print(
+        table(f"engine overhead: {steps}-step trivial DAG, {jobs} jobs", ["engine", "steps", "wall s", "ms/step"], rows)
+    )
     if yadage is not None:
         print(f"yadage / nsbiflow overhead ratio: {yadage / local:.1f}x")
     else:
