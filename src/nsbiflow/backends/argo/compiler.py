@@ -89,14 +89,16 @@ def resolve_pool(profile: ClusterProfile, template: str, resources: Resources) -
     name = resources.node_pool or (profile.gpu_pool if resources.gpu > 0 else profile.default_pool)
     known = ", ".join(sorted(profile.node_pools)) or "none"
     if name not in profile.node_pools:
-        why = f"asks for {resources.gpu} GPU(s)" if resources.gpu > 0 and not resources.node_pool else \
-            f"asks for node pool {name!r}"  # fmt: skip
+        why = f"asks for node pool {name!r}"
+        if resources.gpu > 0:
+            why = f"asks for {resources.gpu} GPU(s) on node pool {name!r}"
         raise ProfileError(f"step {template!r} {why}, but the cluster profile has no node pool {name!r} "
                            f"(pools: {known}); add it under nodePools in the profile")  # fmt: skip
     pool = profile.node_pools[name]
     if resources.gpu > 0 and not pool.gpu_resource:
         raise ProfileError(f"step {template!r} asks for {resources.gpu} GPU(s), but node pool {name!r} of the "
-                           f"cluster profile has no GPUs (set nodePools.{name}.gpuResource, e.g. nvidia.com/gpu)")  # fmt: skip
+                           f"cluster profile has no GPUs (set nodePools.{name}.gpuResource, "
+                           "e.g. nvidia.com/gpu)")  # fmt: skip
     return name, pool
 
 
@@ -129,7 +131,7 @@ class _Compiler:
         self.work = Path(profile.work_dir)
         self.keys: dict[tuple[str, str], str] = {}
         self.slugs: dict[str, str] = {}
-        for template, ids in plan.templates.items():
+        for ids in plan.templates.values():
             raw = [slugify(plan.steps[i].id.partition("[")[2][:-1]) for i in ids]
             unique = raw if len(set(raw)) == len(raw) else [str(i) for i in range(len(ids))]
             fanned = plan.steps[ids[0]].fan_out
@@ -184,7 +186,8 @@ class _Compiler:
         shapes = {tuple(slot for slot, _ in self.slots(s)) for s in instances}
         if len(shapes) != 1:
             raise CompileError(f"step {template!r}: its fan-out instances stage different input artifacts "
-                               "(count or file names); Argo needs the same inputs in every instance of a task")  # fmt: skip
+                               "(count or file names); Argo needs the same inputs in every instance "
+                               "of a task")  # fmt: skip
         slots = [slot for slot, _ in self.slots(first)]
         pool_name, pool = resolve_pool(self.profile, template, first.resources)
 
@@ -192,8 +195,9 @@ class _Compiler:
         columns: dict[str, list[str]] = {}
         for pname in definition.parameters:
             columns[f"p_{pname}"] = [encode_parameter(s.parameters[pname]) for s in instances]
-        for n, _slot in enumerate(slots):
-            columns[f"in_{n}"] = [self.source_key(source) for source in (src for _, src in [self.slots(s)[n] for s in instances])]
+        sources = [[source for _, source in self.slots(s)] for s in instances]
+        for n in range(len(slots)):
+            columns[f"in_{n}"] = [self.source_key(row[n]) for row in sources]
         varying = {c for c, values in columns.items() if len(set(values)) > 1}
         fanned = first.fan_out
 
@@ -243,11 +247,12 @@ class _Compiler:
         resources = first.resources
         threads = str(max(1, int(resources.cpu_cores)))
         env = [m.EnvVar(name="HOME", value="/tmp"), m.EnvVar(name="PYTHONUNBUFFERED", value="1"),
-               m.EnvVar(name="NSBIFLOW_STEP", value=step_id), m.EnvVar(name="NSBIFLOW_RUN_ID", value="{{workflow.name}}"),
+               m.EnvVar(name="NSBIFLOW_STEP", value=step_id),
+               m.EnvVar(name="NSBIFLOW_RUN_ID", value="{{workflow.name}}"),
                *(m.EnvVar(name=v, value=threads) for v in THREAD_VARIABLES)]  # fmt: skip
         if self.profile.wrap:
-            env.append(m.EnvVar(name="NSBIFLOW_STEP_DEFINITION",
-                                value=canonical_json(definition.model_dump(mode="json", by_alias=True)).decode()))  # fmt: skip
+            definition_json = canonical_json(definition.model_dump(mode="json", by_alias=True)).decode()
+            env.append(m.EnvVar(name="NSBIFLOW_STEP_DEFINITION", value=definition_json))
             files = code_files(definition, first.definition_path)
             if files:
                 env.append(m.EnvVar(name="NSBIFLOW_CODE_FILES", value=canonical_json(files).decode()))
@@ -326,7 +331,7 @@ class _Compiler:
             templates=[m.Template(name=ENTRYPOINT, dag=m.DAGTemplate(tasks=tasks)), *templates],
             service_account_name=profile.service_account_name,
             artifact_repository_ref=m.ArtifactRepositoryRef(config_map=profile.artifact_repository_ref.config_map,
-                                                            key=profile.artifact_repository_ref.key),  # fmt: skip
+                                                            key=profile.artifact_repository_ref.key),
             pod_gc=m.PodGC(strategy=profile.pod_gc_strategy),
             ttl_strategy=m.TTLStrategy(seconds_after_completion=profile.ttl_seconds_after_completion)
             if profile.ttl_seconds_after_completion is not None else None,

@@ -72,19 +72,19 @@ class ClusterProfile(_Model):
 
     namespace: str = "nsbiflow"
     service_account_name: str | None = Field("nsbiflow-workflow", alias="serviceAccountName")
-    artifact_repository_ref: ArtifactRepositoryRef = Field(default_factory=ArtifactRepositoryRef,  # type: ignore[arg-type]
+    artifact_repository_ref: ArtifactRepositoryRef = Field(default_factory=ArtifactRepositoryRef,
                                                            alias="artifactRepositoryRef")  # fmt: skip
     artifact_prefix: str = Field("nsbiflow", alias="artifactPrefix",
                                  description="key prefix of the step artifacts in the artifact repository")  # fmt: skip
     store: str | None = Field("s3://nsbiflow/store", description="NSBIFLOW_STORE of step pods (step-key cache)")
-    s3: S3Access = Field(default_factory=S3Access)  # type: ignore[arg-type]
+    s3: S3Access = Field(default_factory=S3Access)
     images: Images = Field(default_factory=Images)
     image_map: dict[str, str] = Field(default_factory=dict, alias="imageMap",
-                                      description="exact image replacements (definition image -> cluster image)")  # fmt: skip
+                                      description="exact replacements: definition image -> cluster image")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(None, alias="imagePullPolicy")
     image_pull_secrets: list[str] = Field(default_factory=list, alias="imagePullSecrets")
     step_template_prefix: str | None = Field(None, alias="stepTemplatePrefix",
-                                             description="prefix of the chart's WorkflowTemplates (informational)")  # fmt: skip
+                                             description="the chart's WorkflowTemplate prefix (informational)")
     node_pools: dict[str, NodePool] = Field(default_factory=dict, alias="nodePools")
     default_pool: str = Field("cpu", alias="defaultPool", description="pool of steps that name none and need no GPU")
     gpu_pool: str = Field("gpu", alias="gpuPool", description="pool of steps that ask for a GPU and name no pool")

@@ -1,0 +1,272 @@
+"""Figure 2: streamed inference -- events x members per second and peak memory, flat in the number of events.
+
+Each case (events, members, method) runs in a fresh subprocess, so that its peak memory is its own: the
+process builds an ensemble of random members (the default 3x64 MLP; weights do not change the cost) and an
+events file, resets the kernel's peak-RSS counter (``/proc/self/clear_refs``), runs, and reports the
+increase of the peak resident set over the resident set before the run (and, on CUDA, the peak of
+``torch.cuda.max_memory_allocated``). Methods:
+
+``project``  the infer stage's code path, ``nsbiflow.physics.inference.infer_file``: Parquet read and written
+             one chunk at a time, members evaluated one after the other (Welford mean and spread);
+``stacked``  a prototype: the members stacked into one ``BatchedMLP`` (``from_member_states``) on the device,
+             evaluated in (member group x event chunk) tiles with bf16 autocast on CUDA, mean and spread from
+             running sums -- reading the same file with ``iter_events``.
+
+From the measured throughput and a memory model it projects the seed analysis' 1e4 networks x 1e6 events:
+time on the measured device, and the peak memory of the tiled evaluation on one 16 GB GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import median_time, quick, table, write_result
+
+HIDDEN = [64, 64, 64]
+CHUNK = 50_000  # the infer stage's default batch_size
+MEMBER_GROUP = 32  # members per tile of the stacked prototype
+GPU_MEMORY = 16 * 2**30
+
+
+def _status(field: str) -> int:
+    """A ``/proc/self/status`` memory field in bytes (0 where unavailable)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover
+        pass
+    return 0
+
+
+def _reset_peak() -> bool:
+    """Reset the peak resident set counter (VmHWM) of this process; False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:  # pragma: no cover
+        return False
+
+
+def make_ensemble(directory: Path, members: int, seed: int = 0) -> Path:
+    """A collection with one label, ``signal``, of ``members`` randomly initialised members."""
+    import torch
+
+    from nsbiflow.physics.ensemble import save_members
+    from nsbiflow.physics.mlp import BatchedMLP, MLPConfig
+    from nsbiflow.physics.toy_model import OBSERVABLES
+    from nsbiflow.physics.training import Scaler, TrainedMember
+
+    torch.manual_seed(seed)
+    config = MLPConfig(n_inputs=len(OBSERVABLES), hidden=HIDDEN)
+    model = BatchedMLP(config, members)
+    trained = [TrainedMember(f"member_{k:04d}", model.member_state(k), {"member_id": k}) for k in range(members)]
+    scaler = Scaler(mean=np.zeros(len(OBSERVABLES), np.float32), std=np.ones(len(OBSERVABLES), np.float32))
+    extra = {"numerator": "signal", "reference": "reference", "observables": list(OBSERVABLES)}
+    save_members(directory, "signal", trained, scaler, config, extra)
+    return directory
+
+
+def make_events(path: Path, n: int, seed: int = 0) -> Path:
+    """A canonical events file of ``n`` background events (written in pieces: bounded memory)."""
+    import pyarrow.parquet as pq
+
+    from nsbiflow.physics.events import Events, write_events
+    from nsbiflow.physics.toy_model import OBSERVABLES, ToyModel
+
+    toy = ToyModel()
+    rng = np.random.default_rng(seed)
+    piece = 250_000
+    parts = []
+    for start in range(0, n, piece):
+        m = min(piece, n - start)
+        part = path.with_suffix(f".{start}.parquet")
+        events = Events(toy.sample("background", m, rng), np.ones(m), list(OBSERVABLES), {"process": "background"})
+        write_events(events, part)
+        parts.append(part)
+    first = pq.ParquetFile(str(parts[0]))
+    with pq.ParquetWriter(str(path), first.schema_arrow) as writer:
+        for part in parts:
+            for i in range(pq.ParquetFile(str(part)).num_row_groups):
+                writer.write_table(pq.ParquetFile(str(part)).read_row_group(i))
+            part.unlink()
+    return path
+
+
+def run_project(events: Path, collection: Path, out: Path) -> None:
+    """The infer stage's streaming path."""
+    from nsbiflow.physics.inference import infer_file, load_targets
+
+    targets = load_targets([collection])
+    infer_file(events, out, targets, support=None, toy=None, batch_size=CHUNK, aggregate="mean")
+
+
+def run_stacked(events: Path, collection: Path, out: Path) -> None:
+    """Prototype: all members as one batched model on the device, (member group x chunk) tiles."""
+    import torch
+    from safetensors.torch import load_file
+
+    from nsbiflow.physics.ensemble import MANIFEST
+    from nsbiflow.physics.events import iter_events
+    from nsbiflow.physics.mlp import BatchedMLP, MLPConfig
+
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    target = collection / "signal"
+    manifest = json.loads((target / MANIFEST).read_text())
+    states = [load_file(str(target / m["file"])) for m in manifest["members"]]
+    mean_x = states[0].pop("scaler.mean").to(dev)
+    std_x = states[0].pop("scaler.std").to(dev)
+    for s in states[1:]:
+        s.pop("scaler.mean"), s.pop("scaler.std")
+    config = MLPConfig.model_validate(manifest["mlp"])
+    groups = [
+        BatchedMLP.from_member_states(config, states[i : i + MEMBER_GROUP]).to(dev).eval()
+        for i in range(0, len(states), MEMBER_GROUP)
+    ]
+    amp = dev.type == "cuda"
+    k = len(states)
+    means = []
+    with torch.inference_mode():
+        for batch in iter_events(events, CHUNK):
+            x = (torch.from_numpy(batch.x).to(dev, torch.float32) - mean_x) / std_x
+            total = torch.zeros(len(x), device=dev, dtype=torch.float64)
+            total2 = torch.zeros_like(total)
+            for model in groups:
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                    logits = model(x).double()
+                total += logits.sum(0)
+                total2 += (logits * logits).sum(0)
+            mean = total / k
+            spread = (total2 / k - mean * mean).clamp_min(0).sqrt()
+            means.append((mean.float().cpu().numpy(), spread.float().cpu().numpy()))
+            means.clear()  # the stage would write the chunk here; keep memory bounded
+
+
+def case(events_n: int, members: int, method: str, repeats: int) -> dict[str, Any]:
+    """One case, in this (fresh) process: seconds, member-events/s and peak memory above the baseline."""
+    import torch
+
+    folder = Path(tempfile.mkdtemp(prefix="nsbi-bench-infer-"))
+    collection = make_ensemble(folder / "ens", members)
+    events = make_events(folder / "events.parquet", events_n)
+    out = folder / "out.parquet"
+    fn = {"project": run_project, "stacked": run_stacked}[method]
+    fn(events, collection, out)  # warm-up; also pages in the libraries
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    reset = _reset_peak()
+    baseline = _status("VmRSS")
+    seconds = median_time(lambda: fn(events, collection, out), repeats=repeats, warmup=0)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    peak = _status("VmHWM")
+    result = {
+        "events": events_n, "members": members, "method": method, "seconds": seconds,
+        "member_events_per_s": events_n * members / seconds, "peak_rss_increase_bytes": max(peak - baseline, 0),
+        "peak_rss_bytes": peak, "peak_reset": reset, "chunk": CHUNK, "repeats": repeats,
+    }  # fmt: skip
+    if torch.cuda.is_available():
+        result["cuda_peak_bytes"] = torch.cuda.max_memory_allocated()
+    for p in sorted(folder.rglob("*"), reverse=True):
+        p.unlink() if p.is_file() else p.rmdir()
+    folder.rmdir()
+    return result
+
+
+def memory_model(n_params: int, width: int, members: int, events: int, group: int, chunk: int) -> dict[str, float]:
+    """Peak device bytes of the tiled evaluation: weights of a member group, activations of one tile, sums."""
+    weights = group * n_params * 4
+    activations = 3 * group * chunk * width * 4  # input of a layer, its output, and the activation's output
+    accumulators = 3 * chunk * 8 + chunk * 5 * 4
+    output = 0  # chunks are written out as they finish (streamed), not kept on the device
+    total = weights + activations + accumulators + output
+    return {"members": members, "events": events, "group": group, "chunk": chunk, "bytes": float(total)}
+
+
+def main() -> None:
+    """Run every case in a subprocess, print figure 2 and write the JSON."""
+    if "--case" in sys.argv:
+        i = sys.argv.index("--case")
+        events_n, members, method, repeats = sys.argv[i + 1 : i + 5]
+        print(json.dumps(case(int(events_n), int(members), method, int(repeats))))
+        return
+    q = quick()
+    if q:
+        grid = [(2_000, 2), (20_000, 2)]
+        sizes = {2_000: 1, 20_000: 1}
+    else:
+        grid = [(100_000, 16), (1_000_000, 16), (100_000, 128), (1_000_000, 128)]
+        sizes = {}
+    results = []
+    for events_n, members in grid:
+        for method in ("project", "stacked"):
+            big = events_n * members >= 5e7
+            repeats = sizes.get(events_n, 1 if big else 3)
+            start = time.perf_counter()
+            proc = subprocess.run(
+                [sys.executable, __file__, "--case", str(events_n), str(members), method, str(repeats)],
+                capture_output=True, text=True, check=True, env={**os.environ},
+            )  # fmt: skip
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            r["wall_seconds"] = time.perf_counter() - start
+            results.append(r)
+            print(f"  {method:8s} {events_n:>9,d} events x {members:3d} members: {r['seconds']:.2f} s", flush=True)
+    rows = [
+        [r["method"], r["events"], r["members"], r["member_events_per_s"], r["peak_rss_increase_bytes"] / 2**20]
+        for r in results
+    ]
+    print(table("streamed inference (3x64 MLP)", ["method", "events", "members", "member-events/s", "peak +MiB"], rows))
+
+    def find(method: str, events_n: int, members: int) -> dict[str, Any]:
+        return next(r for r in results if (r["method"], r["events"], r["members"]) == (method, events_n, members))
+
+    (small_n, members_hi), big_n = grid[-2] if not q else grid[0], grid[-1][0]
+    members_hi = grid[-1][1]
+    flat = {
+        m: find(m, big_n, members_hi)["peak_rss_increase_bytes"] / max(find(m, small_n, members_hi)["peak_rss_increase_bytes"], 1)
+        for m in ("project", "stacked")
+    }  # fmt: skip
+    best = max(results, key=lambda r: r["member_events_per_s"])
+    n_params = sum(a * b + b for a, b in zip([5, *HIDDEN], [*HIDDEN, 1], strict=True))
+    target_pairs = 1e4 * 1e6
+    mem = memory_model(n_params, max(HIDDEN), 10_000, 1_000_000, group=1024, chunk=65_536)
+    summary = {
+        "peak_memory_ratio_10x_events": flat,
+        "memory_flat_in_events": all(v < 1.5 for v in flat.values()),
+        "stacked_speedup_vs_project": {
+            f"{r['events']}x{r['members']}": r["member_events_per_s"]
+            / find("project", r["events"], r["members"])["member_events_per_s"]
+            for r in results
+            if r["method"] == "stacked"
+        },
+        "projection_1e4_networks_1e6_events": {
+            "member_events": target_pairs,
+            "seconds_at_best_measured_rate_here": target_pairs / best["member_events_per_s"],
+            "best_method": best["method"],
+            "gpu_memory_model_bytes": mem["bytes"],
+            "gpu_memory_model": mem,
+            "fits_16GB": mem["bytes"] < GPU_MEMORY,
+            "gpu_time": "pending a GPU session (run this script where the device tool lends one)",
+        },
+    }
+    print(f"peak memory at 10x the events (same members): {flat}")
+    proj = summary["projection_1e4_networks_1e6_events"]
+    print(
+        f"1e4 networks x 1e6 events: {proj['seconds_at_best_measured_rate_here'] / 3600:.1f} h at the best rate here "
+        f"({best['method']}); tiled GPU memory model {mem['bytes'] / 2**30:.2f} GiB (< 16 GiB: {proj['fits_16GB']})"
+    )
+    write_result("inference" + ("_quick" if q else ""), {"hidden": HIDDEN, "cases": results, "summary": summary})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+"""Figure 1: ensemble training throughput (member-events per second) and the fraction of the machine's limit.
+
+Three ways of training the same K members of the same MLP on the same events for the same number of epochs
+(batch 512, Adam, a holdout evaluation per epoch), timed one after the other in this process:
+
+(a) ``loop``: a plain per-member loop of ``torch.nn.Sequential`` models, tensors indexed in memory (the
+    strongest simple baseline; a ``DataLoader`` over a ``TensorDataset`` would be several times slower);
+(b) ``trainer``: the project's ``nsbiflow.physics.training.train_ensemble`` (``mode="auto"``: one member at a
+    time on a CPU, all members in one batched model on a GPU), and ``trainer-batched`` (``mode="batched"``);
+(c) ``fast-batched``: a prototype of the GPU recipe -- members stacked in the project's ``BatchedMLP``, data
+    kept on the device, large batches, fused Adam, TF32 and bf16 autocast on CUDA, optional ``torch.compile``
+    (``--compile``) -- to show what the trainer gains from these settings.
+
+A member-event is one event presented to one member in one epoch (training events only). The fraction of the
+machine's limit is the model's FLOP/s (6 FLOPs per multiply-add per training event: forward and backward;
+2 per holdout event) over the FLOP/s of a large ``torch.mm`` measured in the same run on the same device.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import median_time, quick, table, write_result
+
+FOLDS = 5
+BATCH = 512
+
+
+def device() -> torch.device:
+    """CUDA when present (TF32 matmuls enabled), else CPU."""
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def sync(dev: torch.device) -> None:
+    """Wait for queued device work (timings on CUDA are otherwise launch times)."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_flops(dev: torch.device, dtype: torch.dtype = torch.float32, n: int | None = None) -> float:
+    """Measured FLOP/s of a square ``torch.mm`` (the device's practical matmul limit), median of several runs."""
+    n = n or (8192 if dev.type == "cuda" else (1024 if quick() else 2048))
+    a = torch.randn(n, n, device=dev, dtype=dtype)
+    b = torch.randn(n, n, device=dev, dtype=dtype)
+    reps = 20 if dev.type == "cuda" else 3
+
+    def run() -> None:
+        for _ in range(reps):
+            torch.mm(a, b)
+        sync(dev)
+
+    return 2.0 * n**3 * reps / median_time(run, repeats=5 if not quick() else 2, warmup=1)
+
+
+def mlp_macs(n_inputs: int, hidden: list[int]) -> int:
+    """Multiply-adds of one forward pass of one member on one event."""
+    sizes = [n_inputs, *hidden, 1]
+    return sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+
+
+@dataclass
+class Data:
+    """A numerator (label 1) / reference (label 0) training problem from the toy model."""
+
+    numerator: np.ndarray
+    reference: np.ndarray
+
+    @property
+    def n_train(self) -> int:
+        """Training events per member (all events but one K-fold holdout fold)."""
+        n = len(self.numerator) + len(self.reference)
+        return n - math.ceil(n / FOLDS)
+
+    @property
+    def n_holdout(self) -> int:
+        """Holdout events per member."""
+        n = len(self.numerator) + len(self.reference)
+        return math.ceil(n / FOLDS)
+
+
+def toy_data(per_class: int, seed: int = 0) -> Data:
+    """Signal vs reference events of the project's toy model."""
+    from nsbiflow.physics.toy_model import ToyModel
+
+    rng = np.random.default_rng(seed)
+    toy = ToyModel()
+    return Data(toy.sample("signal", per_class, rng), toy.sample("reference", per_class, rng))
+
+
+def _tensors(data: Data, dev: torch.device) -> tuple[torch.Tensor, ...]:
+    x = np.concatenate([data.numerator, data.reference])
+    x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)
+    y = np.concatenate([np.ones(len(data.numerator)), np.zeros(len(data.reference))]).astype(np.float32)
+    perm = np.random.default_rng(1).permutation(len(x))
+    hold = perm[: data.n_holdout]
+    train = perm[data.n_holdout :]
+    return tuple(torch.from_numpy(a).to(dev) for a in (x[train], y[train], x[hold], y[hold]))
+
+
+def plain_loop(data: Data, hidden: list[int], members: int, epochs: int, dev: torch.device) -> None:
+    """(a) One ``nn.Sequential`` at a time: shuffle, minibatch Adam steps, holdout loss per epoch."""
+    x, y, xh, yh = _tensors(data, dev)
+    loss_fn = nn.BCEWithLogitsLoss()
+    for k in range(members):
+        torch.manual_seed(k)
+        sizes = [x.shape[1], *hidden]
+        layers: list[nn.Module] = []
+        for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+            layers += [nn.Linear(a, b), nn.SiLU()]
+        model = nn.Sequential(*layers, nn.Linear(sizes[-1], 1)).to(dev)
+        opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+        for _ in range(epochs):
+            perm = torch.randperm(len(x), device=dev)
+            for start in range(0, len(x), BATCH):
+                idx = perm[start : start + BATCH]
+                loss = loss_fn(model(x[idx]).squeeze(-1), y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                float(loss_fn(model(xh).squeeze(-1), yh))
+    sync(dev)
+
+
+def project_trainer(data: Data, hidden: list[int], members: int, epochs: int, mode: str) -> int:
+    """(b) The project's trainer; returns the number of epochs it ran (all of them: no early stop)."""
+    from nsbiflow.physics.training import TrainConfig, train_ensemble
+
+    config = TrainConfig(
+        members=members, hidden=hidden, max_epochs=epochs, patience=epochs + 1, bootstrap=False,
+        batch_size=BATCH, folds=FOLDS, mode=mode,  # type: ignore[arg-type]
+    )  # fmt: skip
+    trained, _ = train_ensemble(data.numerator, data.reference, config)
+    return len(trained[0].curves["train"])
+
+
+def fast_batched(
+    data: Data,
+    hidden: list[int],
+    members: int,
+    epochs: int,
+    dev: torch.device,
+    batch: int,
+    compile_model: bool = False,
+) -> None:
+    """(c) Prototype GPU recipe: one ``BatchedMLP`` for all members, data on the device, bf16 autocast on CUDA."""
+    from nsbiflow.physics.mlp import BatchedMLP, MLPConfig
+
+    x, y, xh, yh = _tensors(data, dev)
+    model = BatchedMLP(MLPConfig(n_inputs=x.shape[1], hidden=hidden), members).to(dev)
+    forward = torch.compile(model) if compile_model else model
+    fused = dev.type == "cuda"
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3, fused=fused, foreach=None if fused else True)
+    amp = dev.type == "cuda"
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), device=dev)
+        for start in range(0, len(x), batch):
+            idx = perm[start : start + batch]
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                logits = forward(x[idx])
+            loss = nn.functional.binary_cross_entropy_with_logits(
+                logits.float(), y[idx].expand_as(logits), reduction="none"
+            ).mean(dim=1)
+            opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            opt.step()
+        with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            logits = forward(xh)
+            nn.functional.binary_cross_entropy_with_logits(logits.float(), yh.expand_as(logits)).item()
+    sync(dev)
+
+
+def measure_case(
+    name: str, hidden: list[int], members: int, per_class: int, epochs: int, dev: torch.device,
+    mm_flops: float, repeats: int, compile_model: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """All methods on one (MLP, members, events) case; throughputs, FLOP fractions and ratios to the loop."""
+    data = toy_data(per_class)
+    macs = mlp_macs(5, hidden)
+    member_events = members * epochs * data.n_train
+    flops = members * epochs * (6 * macs * data.n_train + 2 * macs * data.n_holdout)
+    ran = project_trainer(data, hidden, members, 1, "auto")  # warm-up (and check the API)
+    assert ran == 1
+    methods: dict[str, Any] = {
+        "loop": lambda: plain_loop(data, hidden, members, epochs, dev),
+        "trainer": lambda: project_trainer(data, hidden, members, epochs, "auto"),
+        "trainer-batched": lambda: project_trainer(data, hidden, members, epochs, "batched"),
+        "fast-batched": lambda: fast_batched(data, hidden, members, epochs, dev, BATCH),
+    }
+    if dev.type == "cuda":
+        methods["fast-batched-8k"] = lambda: fast_batched(data, hidden, members, epochs, dev, 8192)
+    if compile_model:
+        methods["fast-batched-compiled"] = lambda: fast_batched(data, hidden, members, epochs, dev, BATCH, True)
+    results: dict[str, Any] = {}
+    for method, fn in methods.items():
+        seconds = median_time(fn, repeats=repeats, warmup=1 if method != "trainer" else 0)
+        results[method] = {
+            "seconds": seconds,
+            "member_events_per_s": member_events / seconds,
+            "model_flops_per_s": flops / seconds,
+            "fraction_of_matmul": flops / seconds / mm_flops,
+        }
+    loop_s = results["loop"]["seconds"]
+    for entry in results.values():
+        entry["speedup_vs_loop"] = loop_s / entry["seconds"]
+    return {
+        "case": name, "hidden": hidden, "members": members, "events": 2 * per_class, "train_events": data.n_train,
+        "epochs": epochs, "batch": BATCH, "macs_per_event": macs, "member_events": member_events,
+        "model_flops": flops, "methods": results,
+    }  # fmt: skip
+
+
+def main() -> None:
+    """Measure and print figure 1."""
+    dev = device()
+    compile_model = "--compile" in sys.argv
+    q = quick()
+    mm = matmul_flops(dev)
+    payload: dict[str, Any] = {"device": str(dev), "matmul_flops_fp32": mm}
+    if dev.type == "cuda":
+        payload["matmul_flops_bf16"] = matmul_flops(dev, torch.bfloat16)
+    if q:
+        cases = [("small 3x64", [64, 64, 64], 2, 500, 1), ("analysis 4x1000", [1000] * 4, 1, 100, 1)]
+        repeats = 1
+    elif dev.type == "cuda":
+        cases = [("small 3x64", [64, 64, 64], 64, 50_000, 2), ("analysis 4x1000", [1000] * 4, 16, 50_000, 2)]
+        repeats = 3
+    else:
+        cases = [("small 3x64", [64, 64, 64], 8, 10_000, 2), ("analysis 4x1000", [1000] * 4, 2, 1_500, 2)]
+        repeats = 3
+    rows = []
+    payload["cases"] = []
+    for name, hidden, members, per_class, epochs in cases:
+        start = time.perf_counter()
+        case = measure_case(name, hidden, members, per_class, epochs, dev, mm, repeats, compile_model)
+        case["wall_seconds"] = time.perf_counter() - start
+        payload["cases"].append(case)
+        for method, r in case["methods"].items():
+            rows.append([name, members, method, r["member_events_per_s"], r["speedup_vs_loop"],
+                         r["fraction_of_matmul"]])  # fmt: skip
+    small = payload["cases"][0]["methods"]
+    big = payload["cases"][1]["methods"]
+    best_big = max(v["fraction_of_matmul"] for k, v in big.items() if k.startswith(("trainer", "fast")))
+    payload["summary"] = {
+        "trainer_speedup_small": small["trainer"]["speedup_vs_loop"],
+        "best_batched_speedup_small": max(v["speedup_vs_loop"] for k, v in small.items() if "batched" in k),
+        "trainer_fraction_of_matmul_4x1000": big["trainer"]["fraction_of_matmul"],
+        "best_fraction_of_matmul_4x1000": best_big,
+        "target": "GPU: trainer >= 10x loop (small MLP), >= 40% of matmul (4x1000); CPU: >= 50% of matmul",
+        "target_met": (
+            big["trainer"]["fraction_of_matmul"] >= 0.5
+            if dev.type == "cpu"
+            else small["trainer"]["speedup_vs_loop"] >= 10 and big["trainer"]["fraction_of_matmul"] >= 0.4
+        ),
+    }
+    print(f"torch.mm limit on {dev}: {mm / 1e9:.1f} GFLOP/s (fp32)")
+    print(
+        table(
+            f"ensemble training throughput ({dev})",
+            ["case", "K", "method", "member-events/s", "x loop", "of matmul"],
+            rows,
+        )
+    )
+    write_result("training" + ("_quick" if q else ""), payload)
+
+
+if __name__ == "__main__":
+    main()

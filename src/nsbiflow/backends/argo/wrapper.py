@@ -1,0 +1,228 @@
+"""The step wrapper that runs inside an Argo pod: ``nsbiflow pod-step -- <step contract command>``.
+
+Step keys on the cluster: the wrapper hashes the staged inputs (storing them in the S3 store, which
+is a no-op for artifacts an upstream wrapper already stored), computes the step key exactly as the
+local executor does, and looks it up in the store's cache. On a hit it materializes the cached outputs
+at the output paths (Argo then uploads them as usual) and does not run the step; on a miss it runs the
+command, stores the outputs and records the cache entry. Without a reachable store it just runs the step.
+
+Inputs come from the environment the compiler sets: ``NSBIFLOW_STEP_DEFINITION`` (the step definition
+as JSON), ``NSBIFLOW_CODE_FILES`` (digests of declared code files), ``NSBIFLOW_STORE`` and the standard
+S3 variables (credentials from the pod's Secret references), ``NSBIFLOW_STEP`` and ``NSBIFLOW_RUN_ID``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from pydantic import ValidationError
+
+from nsbiflow.engine.keys import code_identity, step_key
+from nsbiflow.engine.plan import PlannedStep
+from nsbiflow.errors import NsbiflowError, StoreError
+from nsbiflow.spec.models import StepDefinition, coerce_value
+from nsbiflow.store import ArtifactRef, ArtifactStore, CacheEntry, open_store
+
+STATE_DIR = ".nsbiflow"
+
+
+class WrapperError(NsbiflowError):
+    """The wrapper was started wrongly (missing definition, malformed command line)."""
+
+
+@dataclass
+class Contract:
+    """The step contract arguments of a command line: ``--param``, ``--in``, ``--out``."""
+
+    parameters: dict[str, str] = field(default_factory=dict)
+    inputs: dict[str, list[Path]] = field(default_factory=dict)
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+
+def _log(message: str) -> None:
+    print(f"nsbiflow pod-step: {message}", file=sys.stderr, flush=True)
+
+
+def parse_contract(definition: StepDefinition, argv: Sequence[str]) -> Contract:
+    """Split ``definition.command + --param/--in/--out pairs`` into a ``Contract``."""
+    prefix = list(definition.command)
+    if list(argv[: len(prefix)]) != prefix:
+        raise WrapperError(f"the command {' '.join(argv[:len(prefix)])!r} does not start with the step's command "
+                           f"{' '.join(prefix)!r}")  # fmt: skip
+    rest = list(argv[len(prefix):])
+    if len(rest) % 2:
+        raise WrapperError(f"malformed step arguments: {' '.join(rest)!r}")
+    contract = Contract()
+    for flag, value in zip(rest[::2], rest[1::2], strict=True):
+        name, sep, text = value.partition("=")
+        if not sep:
+            raise WrapperError(f"{flag} {value!r}: expected NAME=VALUE")
+        if flag == "--param":
+            contract.parameters[name] = text
+        elif flag == "--in":
+            contract.inputs.setdefault(name, []).append(Path(text))
+        elif flag == "--out":
+            contract.outputs[name] = Path(text)
+        else:
+            raise WrapperError(f"unknown step argument {flag!r} (expected --param, --in or --out)")
+    return contract
+
+
+def decode_parameters(definition: StepDefinition, raw: Mapping[str, str]) -> dict[str, Any]:
+    """Command-line parameter strings back to typed values (the inverse of ``encode_parameter``)."""
+    values: dict[str, Any] = {}
+    for name, text in raw.items():
+        spec = definition.parameters.get(name)
+        if spec is None:
+            raise WrapperError(f"--param {name}: the step {definition.name!r} has no such parameter")
+        try:
+            values[name] = coerce_value(spec.type, text)
+        except ValueError as exc:
+            raise WrapperError(f"--param {name}={text}: {exc}") from None
+    return values
+
+
+def pod_code_identity(definition: StepDefinition, code_files: Mapping[str, str]) -> dict[str, str]:
+    """The code identity in the pod: installed ``python:`` packages hashed here, code files from compile time."""
+    packages = [entry for entry in definition.code if entry.startswith("python:")]
+    identity = code_identity(definition.model_copy(update={"code": packages}), None)
+    identity.update(code_files)
+    return identity
+
+
+def _materialize(store: ArtifactStore, ref: ArtifactRef, target: Path) -> None:
+    if target.is_dir():
+        shutil.rmtree(target)
+    elif target.exists():
+        target.unlink()
+    store.fetch(ref, target)
+
+
+def _run(argv: Sequence[str]) -> int:
+    try:
+        process = subprocess.Popen(list(argv))
+    except FileNotFoundError:
+        _log(f"command not found: {argv[0]!r} (is the step's program installed in the image?)")
+        return 127
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        process.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    try:
+        return process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@dataclass
+class PodStep:
+    """One wrapped step execution (built from the environment by ``from_environment``)."""
+
+    definition: StepDefinition
+    argv: list[str]
+    step_id: str
+    run_id: str | None = None
+    store_uri: str | None = None
+    code_files: dict[str, str] = field(default_factory=dict)
+    state_dir: Path = Path(STATE_DIR)
+
+    @classmethod
+    def from_environment(cls, argv: Sequence[str], env: Mapping[str, str] | None = None) -> PodStep:
+        """The wrapped step described by ``NSBIFLOW_*`` environment variables."""
+        env = os.environ if env is None else env
+        text = env.get("NSBIFLOW_STEP_DEFINITION")
+        if not text:
+            raise WrapperError("NSBIFLOW_STEP_DEFINITION is not set: pod-step runs inside pods compiled by "
+                               "`nsbiflow compile --target argo`")  # fmt: skip
+        try:
+            definition = StepDefinition.model_validate_json(text)
+            files = json.loads(env.get("NSBIFLOW_CODE_FILES") or "{}")
+        except (ValidationError, json.JSONDecodeError) as exc:
+            raise WrapperError(f"NSBIFLOW_STEP_DEFINITION/NSBIFLOW_CODE_FILES is not valid: "
+                               f"{str(exc).splitlines()[0]}") from None  # fmt: skip
+        if not argv:
+            raise WrapperError("no step command given: use `nsbiflow pod-step -- COMMAND ...`")
+        return cls(definition=definition, argv=list(argv), step_id=env.get("NSBIFLOW_STEP") or definition.name,
+                   run_id=env.get("NSBIFLOW_RUN_ID"), store_uri=env.get("NSBIFLOW_STORE") or None,
+                   code_files=dict(files), state_dir=Path(env.get("NSBIFLOW_STATE_DIR") or STATE_DIR))  # fmt: skip
+
+    def _state(self, key: str, cached: bool) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "step-key").write_text(key)
+        (self.state_dir / "cached").write_text("true" if cached else "false")
+
+    def key(self, store: ArtifactStore, contract: Contract) -> str:
+        """The step key: definition, parameters, digests of the staged inputs, code identity."""
+        planned = PlannedStep(
+            id=self.step_id, template=self.definition.name, definition=self.definition, definition_path=None,
+            parameters=decode_parameters(self.definition, contract.parameters), inputs={}, depends_on=[],
+            resources=self.definition.resources, retries=self.definition.retries, timeout=self.definition.timeout,
+        )  # fmt: skip
+        digests = {name: [store.put(path).digest for path in paths] for name, paths in contract.inputs.items()}
+        return step_key(planned, digests, pod_code_identity(self.definition, self.code_files))
+
+    def run(self) -> int:
+        """Skip on a cache hit, else run and record; returns the exit code for the pod."""
+        contract = parse_contract(self.definition, self.argv)
+        for name, path in contract.outputs.items():
+            spec = self.definition.outputs.get(name)
+            if spec is None:
+                raise WrapperError(f"--out {name}: the step {self.definition.name!r} has no such output")
+            (path if spec.kind == "dir" else path.parent).mkdir(parents=True, exist_ok=True)
+        store: ArtifactStore | None = None
+        key = ""
+        if self.store_uri:
+            try:
+                store = open_store(self.store_uri)
+                key = self.key(store, contract)
+                hit = store.cache_lookup(key)
+                if hit is not None and set(hit.outputs) >= set(contract.outputs):
+                    for name, target in contract.outputs.items():
+                        _materialize(store, hit.outputs[name], target)
+                    self._state(key, cached=True)
+                    _log(f"step {self.step_id}: outputs of step key {key[:16]} are in {store.uri}; not re-run")
+                    return 0
+            except StoreError as exc:
+                _log(f"store {self.store_uri} not usable ({exc}); running without the step-key cache")
+                store = None
+        else:
+            _log("NSBIFLOW_STORE is not set; running without the step-key cache")
+        started = time.monotonic()
+        code = _run(self.argv)
+        if code != 0:
+            return code
+        missing = [n for n, p in contract.outputs.items()
+                   if not p.exists() or p.is_dir() != (self.definition.outputs[n].kind == "dir")]  # fmt: skip
+        if missing:
+            _log(f"step {self.step_id} exited 0 but did not write output(s) {', '.join(missing)}")
+            return 1
+        if store is not None:
+            try:
+                refs = {name: store.put(path) for name, path in contract.outputs.items()}
+                created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+                seconds = round(time.monotonic() - started, 3)
+                store.cache_record(CacheEntry(key=key, step=self.step_id, outputs=refs, run_id=self.run_id,
+                                              created=created, seconds=seconds))
+                self._state(key, cached=False)
+            except StoreError as exc:
+                _log(f"outputs not recorded in {self.store_uri} ({exc}); the step succeeded anyway")
+        return 0
+
+
+def pod_step_main(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
+    """Entry point of ``nsbiflow pod-step``: run one wrapped step, return its exit code."""
+    return PodStep.from_environment(argv, env).run()
