@@ -17,7 +17,11 @@ def main(argv: list[str]) -> int:
             {
                 "name": "sr",
                 "samples": [
-                    {"name": "signal", "data": signal, "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
+                    {
+                        "name": "signal",
+                        "data": signal,
+                        "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
+                    },
                     {"name": "background", "data": [50.0, 40.0], "modifiers": []},
                 ],
             }

@@ -35,7 +35,7 @@ def test_altered_and_deleted_blobs_are_named(preserved: Preserved) -> None:
     altered.write_text('{"total": 1}\n')
     deleted = next(d for d, what in record.blobs.items() if what == "square[2].partial")
     (preserved.store / blob_key(deleted)).unlink()
-    code, out, err = preserved.cli("archive", "verify", "demo")
+    code, _out, err = preserved.cli("archive", "verify", "demo")
     assert code == 1
     lines = err.strip().splitlines()
     assert f"error: demo@{preserved.digest[7:19]}: altered: total.total ({preserved.total})" in lines

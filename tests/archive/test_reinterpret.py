@@ -86,7 +86,7 @@ def test_bad_patches_are_refused_and_write_nothing(
     preserved: Preserved, tmp_path: Path, operations: object, expected: str
 ) -> None:
     before = snapshot(preserved.store)
-    code, out, err = preserved.cli("reinterpret", "demo", "--patch", _patch(tmp_path, operations))
+    code, _out, err = preserved.cli("reinterpret", "demo", "--patch", _patch(tmp_path, operations))
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("error: ") and expected in err, err
     assert snapshot(preserved.store) == before

@@ -327,7 +327,7 @@ def test_image_digest_pins_the_image(render: Any) -> None:
     digest = "sha256:" + "ab" * 32
     rendered = render({"images": {"cpu": {"digest": digest}}})
     images = {t["spec"]["templates"][0]["container"]["image"] for t in rendered.of_kind("WorkflowTemplate")}
-    assert images == {f"ghcr.io/nsbiflow/nsbiflow-step-cpu@{digest}"}
+    assert images == {f"ghcr.io/nsbiflow/nsbiflow-cpu@{digest}"}
 
 
 def test_network_policies_default_deny_then_dns_and_s3(rendered_scenarios: dict[str, Rendered]) -> None:

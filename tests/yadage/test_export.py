@@ -64,7 +64,9 @@ def test_expanded_spec_has_one_stage_per_instance_with_references(demo_workflow:
 def test_cli_refuses_reana_with_local_processes(demo_workflow: Path, tmp_path: Path) -> None:
     result = run_cli("compile", demo_workflow, "--target", "reana", "--environment", "localproc", "-o", tmp_path / "x")
     assert result.returncode == 2
-    assert result.stderr == "error: REANA runs docker-encapsulated steps: use --environment docker with --target reana\n"
+    assert (
+        result.stderr == "error: REANA runs docker-encapsulated steps: use --environment docker with --target reana\n"
+    )
 
 
 @needs_yadage
@@ -85,7 +87,9 @@ def test_yadage_engine_run_gives_the_native_digests(demo_workflow: Path, tmp_pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     native = run_cli("run", demo_workflow, "--store", tmp_path / "store", "--set", "count=300", "--json")
     assert native.returncode == 0, native.stderr
-    manifest = open_store(tmp_path / "store").read_manifest(json.loads(native.stdout.strip().splitlines()[-1])["run_id"])
+    manifest = open_store(tmp_path / "store").read_manifest(
+        json.loads(native.stdout.strip().splitlines()[-1])["run_id"]
+    )
     # hash what yadage wrote exactly as the local executor hashes outputs (files and directory trees)
     scratch = open_store(tmp_path / "scratch")
     plan = load_plan(demo_workflow, overrides={"count": "300"})

@@ -1,0 +1,151 @@
+"""Benchmark: a full run of a patched analysis vs reinterpreting the preserved original with the same patch.
+
+    python benchmarks/reinterpret.py [--workflow workflows/toy-nsbi.yaml] [--set NAME=VALUE ...]
+                                     [--patch-param NAME=VALUE] [--jobs N]
+
+1. runs the workflow in an empty store and preserves it (the original analysis);
+2. reinterprets the archive with a JSON Patch of one interface parameter (timed: *reinterpret*);
+3. runs the patched workflow from scratch in another empty store (timed: *full*);
+and checks that both give the same result digests. Prints a table and writes
+``benchmarks/results/reinterpret.json``. Without ``--workflow``, the toy NSBI workflow is used when it plans,
+else the demo fan-out workflow (whose steps are too quick for the ratio to mean much).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+TOY = REPO / "workflows" / "toy-nsbi.yaml"
+DEMO_INTERFACE = "interface:\n  parameters: [power]\n  results: [total]\noutputs:\n  total: total.total"
+
+
+def _pick_workflow(requested: Path | None, folder: Path) -> Path:
+    from nsbiflow.engine.plan import load_plan
+    from nsbiflow.errors import NsbiflowError
+
+    if requested is not None:
+        return requested
+    try:
+        load_plan(TOY)
+        return TOY
+    except NsbiflowError as exc:
+        print(f"note: {TOY.name} does not plan yet ({str(exc).splitlines()[0]}); using the demo workflow")
+    text = (REPO / "workflows" / "examples" / "demo-fanout.yaml").read_text()
+    target = folder / "demo.yaml"
+    target.write_text(text.replace("outputs:\n  total: total.total", DEMO_INTERFACE))
+    return target
+
+
+def _patched_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return round(value + 0.5, 6)
+    raise SystemExit(f"cannot pick a new value for {value!r}: give --patch-param NAME=VALUE")
+
+
+def _results(manifest: Any, names: list[str]) -> dict[str, Any]:
+    out = {}
+    for name in names or list(manifest.outputs):
+        refs = manifest.outputs[name]
+        out[name] = [r.digest for r in refs] if isinstance(refs, list) else refs.digest
+    return out
+
+
+def main() -> int:
+    """Run the benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workflow", type=Path)
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--patch-param", metavar="NAME=VALUE", help="interface parameter to change [first one]")
+    parser.add_argument("--jobs", type=int)
+    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "reinterpret.json")
+    args = parser.parse_args()
+
+    from nsbiflow.archive import preserve_run, reinterpret
+    from nsbiflow.backends.local.executor import LocalExecutor
+    from nsbiflow.backends.local.progress import QuietProgress
+    from nsbiflow.engine.plan import load_plan
+    from nsbiflow.spec.models import coerce_value
+    from nsbiflow.store import open_store
+
+    overrides = dict(item.split("=", 1) for item in args.sets)
+    with tempfile.TemporaryDirectory(prefix="nsbiflow-bench-") as tmp:
+        root = Path(tmp)
+        workflow = _pick_workflow(args.workflow, root)
+        plan = load_plan(workflow, overrides=overrides)
+        interface = plan.workflow.interface
+        if not interface.parameters:
+            raise SystemExit(f"{workflow} declares no interface parameters to patch")
+        if args.patch_param:
+            name, _, raw = args.patch_param.partition("=")
+            value = coerce_value(plan.workflow.parameters[name].type, raw)
+        else:
+            name = interface.parameters[0]
+            value = _patched_value(plan.parameters[name])
+        operations = [{"op": "replace", "path": f"/parameters/{name}/default", "value": value}]
+
+        original_store = open_store(root / "original")
+        started = time.perf_counter()
+        original = LocalExecutor(original_store, jobs=args.jobs, progress=QuietProgress()).run(plan)
+        original_seconds = time.perf_counter() - started
+        if original.status != "succeeded":
+            raise SystemExit(f"the original run failed: {original.error or original.status}")
+        preserve_run(original_store, original.run_id, "bench")
+
+        started = time.perf_counter()
+        result = reinterpret(
+            original_store, "bench", operations, base_dir=root, jobs=args.jobs, progress=QuietProgress()
+        )
+        reinterpret_seconds = time.perf_counter() - started
+
+        patched_plan = load_plan(workflow, overrides={**overrides, name: json.dumps(value)})
+        started = time.perf_counter()
+        full = LocalExecutor(open_store(root / "full"), jobs=args.jobs, progress=QuietProgress()).run(patched_plan)
+        full_seconds = time.perf_counter() - started
+        if full.status != "succeeded" or result.manifest is None:
+            raise SystemExit("the full run of the patched workflow failed")
+
+    results_full = _results(full, interface.results)
+    results_reint = _results(result.manifest, interface.results)
+    report = {
+        "workflow": str(workflow.relative_to(REPO)) if workflow.is_relative_to(REPO) else workflow.name,
+        "sets": overrides,
+        "patch": operations,
+        "steps": len(plan.steps),
+        "reused": len(result.reused),
+        "reran": len(result.reran),
+        "reran_steps": result.reran,
+        "original_seconds": round(original_seconds, 3),
+        "full_seconds": round(full_seconds, 3),
+        "reinterpret_seconds": round(reinterpret_seconds, 3),
+        "ratio": round(full_seconds / reinterpret_seconds, 2),
+        "results_match": results_full == results_reint,
+        "host": platform.node(),
+        "python": platform.python_version(),
+    }
+    print(f"{'workflow':<28} {report['workflow']}")
+    print(f"{'patch':<28} /parameters/{name}/default -> {json.dumps(value)}")
+    print(f"{'steps (reused / re-ran)':<28} {report['steps']} ({report['reused']} / {report['reran']})")
+    print(f"{'full run of patched [s]':<28} {full_seconds:10.2f}")
+    print(f"{'reinterpret [s]':<28} {reinterpret_seconds:10.2f}")
+    print(f"{'ratio full / reinterpret':<28} {report['ratio']:10.2f}x")
+    print(f"{'results match':<28} {report['results_match']}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.output}")
+    return 0 if report["results_match"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
