@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: toy test lint bench clean
+YADAGE_STAMP := .venv-yadage/.installed
+
+.PHONY: toy test lint bench clean yadage-env
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,11 +14,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# yadage and reana-client pin jsonschema<=4.9.1 (pyhf needs newer), so they live in their own virtualenvs
+$(YADAGE_STAMP): scripts/setup-yadage-env.sh
+	PYTHON=$(PYTHON) bash scripts/setup-yadage-env.sh
+
+yadage-env: $(YADAGE_STAMP)
+
 toy: $(STAMP)
 	$(BIN)/nsbiflow run workflows/toy-nsbi.yaml
 
-test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+test: $(STAMP) $(YADAGE_STAMP)
+	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
@@ -24,4 +32,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .nsbiflow
+	rm -rf $(VENV) .venv-yadage .venv-reana .nsbiflow
