@@ -100,7 +100,7 @@ def run_yadage(workflow: Path, jobs: int) -> float | None:
         runner = REPO / "scripts" / "run_yadage.py"
         start = time.perf_counter()
         subprocess.run(
-            [str(YADAGE_PYTHON), str(runner), str(out / "spec"), str(out / "work"), "--jobs", str(jobs)],
+            [str(YADAGE_PYTHON), str(runner), str(out / "spec"), str(out / "work"), "--backend", f"multiproc:{jobs}"],
             check=True,
             capture_output=True,
             env=dict(os.environ),

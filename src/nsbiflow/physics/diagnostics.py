@@ -25,7 +25,7 @@ class Tolerances(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_chi2_ndf: float = Field(3.0, gt=0, description="closure chi2/ndf, worst observable")
-    max_norm_deviation: float = Field(0.05, gt=0, description="|mean r over the reference - 1|")
+    max_norm_deviation: float = Field(0.1, gt=0, description="|mean r over the reference - 1|")
     max_ece: float = Field(0.05, gt=0, description="expected calibration error of s = r/(1+r)")
 
 

@@ -8,6 +8,7 @@ constraint) and the signal strength ``mu`` as a ``normfactor``. The workspace JS
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -117,7 +118,15 @@ def analyse_workspace(spec: dict[str, Any], n_scan: int = 61) -> Result:
     best = Fit(float(pars[poi]), float(pars[alpha_index]), float(val))
     grid = np.linspace(*mu_bounds, n_scan)
     t = [pl.profile(float(mu)) - best.twice_nll for mu in grid]
-    limit = pyhf.infer.intervals.upper_limits.upper_limit(data, model, scan=None, level=0.05, test_stat="qtilde")
+    # q~_mu (CLs) is defined for mu >= 0: the limit uses the same workspace with mu bounded below at zero
+    bounded = copy.deepcopy(spec)
+    hi = float(mu_bounds[1])
+    bounded["measurements"][0]["config"]["parameters"][0]["bounds"] = [[0.0, hi]]
+    bounded_ws = pyhf.Workspace(bounded)
+    bounded_model = bounded_ws.model()
+    limit = pyhf.infer.intervals.upper_limits.upper_limit(
+        np.asarray(bounded_ws.data(bounded_model)), bounded_model, scan=None, level=0.05, test_stat="qtilde"
+    )
     observed_limit = float(limit[0])
     return Result(
         mu_hat=best.mu,

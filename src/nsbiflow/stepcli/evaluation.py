@@ -22,7 +22,7 @@ class CalibrateConfig(BaseModel):
 
     label: str = Field("", description="which ensemble of the collection; default: its only one")
     max_chi2_ndf: float = 3.0
-    max_norm_deviation: float = 0.05
+    max_norm_deviation: float = 0.1
     max_ece: float = 0.05
     n_bins: int = Field(20, ge=2)
     aggregate: Literal["mean", "median"] = "mean"
@@ -142,7 +142,7 @@ def infer(io: StageIO) -> None:
         bar.log("evaluated " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
 
 
-@stage("limits", outputs=("results", "plots"))
+@stage("limits", outputs=("results", "workspace", "plots"))
 def limits(io: StageIO) -> None:
     """Profile-likelihood intervals, CLs limit and Z0: exact ratio vs NSBI ensembles vs a pyhf histogram."""
     from nsbiflow.physics import analysis, histfactory, plots
@@ -195,11 +195,11 @@ def limits(io: StageIO) -> None:
         "mu_injected": cfg.mu_injected if cfg.mu_injected is not None else truth.get("mu"),
         "settings": lim.model_dump(),
     }  # fmt: skip
-    res_dir, plot_dir = io.output("results"), io.output("plots")
-    (res_dir / "results.json").write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-    (res_dir / "workspace.json").write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+    plot_dir = io.output("plots")
+    io.output("results").write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    io.output("workspace").write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
     table = render_table(document)
-    (res_dir / "summary.md").write_text(table + "\n")
+    (plot_dir / "summary.md").write_text(table + "\n")
     plots.scans(plot_dir / "scans.png", results, document["mu_injected"])
     for report in io.input_list("diagnostics", required=False):
         for png in sorted(report.glob("closure_*.png")):

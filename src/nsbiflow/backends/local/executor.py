@@ -17,24 +17,22 @@ import secrets
 import shutil
 import socket
 import tempfile
-import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 from nsbiflow import __version__
 from nsbiflow.backends.local.progress import PlainProgress, Progress
-from nsbiflow.backends.local.task import TaskResult, kill_running, run_task
+from nsbiflow.backends.local.task import TaskResult, kill_running, run_task, utc_now
 from nsbiflow.engine.keys import code_identity, step_key
 from nsbiflow.engine.plan import Plan, PlannedStep
 from nsbiflow.errors import ExecutionError, StoreError, StoreUnavailableError
-from nsbiflow.store import ArtifactRef, ArtifactStore, CacheEntry, RunManifest, StepRecord
+from nsbiflow.store import ArtifactRef, ArtifactStore, RunManifest, StepRecord
 from nsbiflow.store.digest import canonical_json
 
-
-def utc_now() -> str:
-    """Current UTC time, ISO 8601."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+MANIFEST_INTERVAL = 1.0
+"""Seconds between progress writes of the run manifest (it is always written at the start and the end)."""
 
 
 def new_run_id() -> str:
@@ -123,10 +121,9 @@ class LocalExecutor:
         self.store.write_manifest(manifest)
         root = self.workdir_root or Path(tempfile.gettempdir()) / "nsbiflow" / run_id
         self.progress.start(plan, manifest)
-        lock = threading.Lock()
         try:
             external = self._store_external_inputs(plan)
-            self._schedule(plan, manifest, external, root, lock)
+            self._schedule(plan, manifest, external, root)
         except StoreError as exc:
             manifest.status = "interrupted"
             manifest.error = str(exc)
@@ -172,13 +169,13 @@ class LocalExecutor:
             ]
         return refs
 
-    def _schedule(
-        self, plan: Plan, manifest: RunManifest, external: dict[Path, ArtifactRef], root: Path, lock: threading.Lock
-    ) -> None:
+    def _schedule(self, plan: Plan, manifest: RunManifest, external: dict[Path, ArtifactRef], root: Path) -> None:
         pending = list(plan.order)
         running: dict[Future[TaskResult], tuple[PlannedStep, str, float, float]] = {}
         used_cpu, used_mem = 0.0, 0.0
         identities: dict[str, dict[str, str]] = {}
+        resolved: dict[str, tuple[str, dict[str, list[ArtifactRef]]]] = {}  # key computed, not cached
+        last_write = time.monotonic()
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
             try:
                 while pending or running:
@@ -193,23 +190,25 @@ class LocalExecutor:
                             continue
                         if not all(s in ("succeeded", "cached") for s in states):
                             continue
-                        refs = self._input_refs(step, manifest, external)
-                        if step.template not in identities:
-                            identities[step.template] = code_identity(step.definition, step.definition_path)
-                        key = step_key(
-                            step, {n: [r.digest for r in rs] for n, rs in refs.items()}, identities[step.template]
-                        )
+                        if step_id not in resolved:
+                            refs = self._input_refs(step, manifest, external)
+                            if step.template not in identities:
+                                identities[step.template] = code_identity(step.definition, step.definition_path)
+                            digests = {n: [r.digest for r in rs] for n, rs in refs.items()}
+                            key = step_key(step, digests, identities[step.template])
+                            record = manifest.steps[step_id]
+                            record.key, record.inputs = key, digests
+                            record.command = list(step.definition.command)
+                            hit = self.store.cache_lookup(key)
+                            if hit is not None:
+                                pending.remove(step_id)
+                                record.outputs, record.log = hit.outputs, hit.log
+                                self._finish(manifest, step_id, status="cached", cached=True)
+                                progressed = True
+                                continue
+                            resolved[step_id] = (key, refs)
+                        key, refs = resolved[step_id]
                         record = manifest.steps[step_id]
-                        record.key = key
-                        record.inputs = {n: [r.digest for r in rs] for n, rs in refs.items()}
-                        record.command = list(step.definition.command)
-                        hit = self.store.cache_lookup(key)
-                        if hit is not None:
-                            pending.remove(step_id)
-                            record.outputs, record.log = hit.outputs, hit.log
-                            self._finish(manifest, step_id, status="cached", cached=True)
-                            progressed = True
-                            continue
                         cpu = float(min(self.jobs, max(1, math.ceil(step.resources.cpu_cores))))
                         mem = min(step.resources.memory_bytes, self.memory)
                         if running and (used_cpu + cpu > self.jobs or used_mem + mem > self.memory):
@@ -220,7 +219,16 @@ class LocalExecutor:
                         record.status, record.started = "running", utc_now()
                         self.progress.update(step_id, "running", record)
                         workdir = root / _safe_dirname(step_id)
-                        future = pool.submit(run_task, self.store, step, refs, workdir, manifest.run_id)
+                        future = pool.submit(
+                            run_task,
+                            self.store,
+                            step,
+                            refs,
+                            workdir,
+                            manifest.run_id,
+                            key=key,
+                            keep_workdir=self.keep_workdirs,
+                        )
                         running[future] = (step, key, cpu, mem)
                         progressed = True
                     if progressed and not running:
@@ -232,42 +240,29 @@ class LocalExecutor:
                         step, key, cpu, mem = running.pop(future)
                         used_cpu -= cpu
                         used_mem -= mem
-                        self._complete(manifest, step, key, future.result(), lock)
-                    self.store.write_manifest(manifest)
+                        self._complete(manifest, step, future.result())
+                    if time.monotonic() - last_write > MANIFEST_INTERVAL:  # the final write is in run()
+                        self.store.write_manifest(manifest)
+                        last_write = time.monotonic()
             except BaseException:
                 for future in running:
                     future.cancel()
                 kill_running()
                 raise
 
-    def _complete(
-        self, manifest: RunManifest, step: PlannedStep, key: str, result: TaskResult, lock: threading.Lock
-    ) -> None:
+    def _complete(self, manifest: RunManifest, step: PlannedStep, result: TaskResult) -> None:
         record = manifest.steps[step.id]
         record.attempts = result.attempts
         record.seconds = round(result.seconds, 3)
-        if result.log_path is not None and result.log_path.exists():
-            record.log = self.store.put_file(result.log_path).digest
+        record.log = result.log_digest
         if not result.ok:
+            if result.log_path is not None and result.log_path.exists():
+                record.log = self.store.put_file(result.log_path).digest
             where = f" (log: {result.log_path})" if result.log_path else ""
             self._finish(manifest, step.id, status="failed", error=f"{result.error}{where}")
             return
         record.outputs = result.outputs
-        with lock:
-            self.store.cache_record(
-                CacheEntry(
-                    key=key,
-                    step=step.id,
-                    outputs=result.outputs,
-                    log=record.log,
-                    run_id=manifest.run_id,
-                    created=utc_now(),
-                    seconds=record.seconds,
-                )
-            )
         self._finish(manifest, step.id, status="succeeded")
-        if not self.keep_workdirs and result.log_path is not None:
-            shutil.rmtree(result.log_path.parent, ignore_errors=True)
 
     def _finish(
         self, manifest: RunManifest, step_id: str, *, status: str, cached: bool = False, error: str | None = None

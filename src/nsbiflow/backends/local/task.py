@@ -8,6 +8,7 @@ process group.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from nsbiflow.engine.plan import PlannedStep
-from nsbiflow.store import ArtifactRef, ArtifactStore
+from nsbiflow.store import ArtifactRef, ArtifactStore, CacheEntry
 
 _RUNNING: set[subprocess.Popen[bytes]] = set()
 _RUNNING_LOCK = threading.Lock()
@@ -45,6 +46,12 @@ class TaskResult:
     seconds: float = 0.0
     log_path: Path | None = None
     error: str | None = None
+    log_digest: str | None = None
+
+
+def utc_now() -> str:
+    """Current UTC time, ISO 8601."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def encode_parameter(value: Any) -> str:
@@ -153,7 +160,14 @@ def _run_once(
 
 
 def run_task(
-    store: ArtifactStore, step: PlannedStep, refs: dict[str, list[ArtifactRef]], workdir: Path, run_id: str
+    store: ArtifactStore,
+    step: PlannedStep,
+    refs: dict[str, list[ArtifactRef]],
+    workdir: Path,
+    run_id: str,
+    *,
+    key: str | None = None,
+    keep_workdir: bool = False,
 ) -> TaskResult:
     """Stage, run (with retries), check and store one step; never raises for a failing command."""
     started = time.monotonic()
@@ -185,7 +199,23 @@ def run_task(
             ]
             if not missing:
                 stored = {name: store.put(path) for name, path in outputs.items()}
-                return TaskResult(True, stored, attempts, time.monotonic() - started, log_path)
+                log = store.put_file(log_path).digest
+                seconds = time.monotonic() - started
+                if key is not None:  # recorded last: the cache only ever names complete, stored outputs
+                    store.cache_record(
+                        CacheEntry(
+                            key=key,
+                            step=step.id,
+                            outputs=stored,
+                            log=log,
+                            run_id=run_id,
+                            created=utc_now(),
+                            seconds=round(seconds, 3),
+                        )
+                    )
+                if not keep_workdir:  # here, in the worker thread, so the scheduler never waits on it
+                    shutil.rmtree(workdir, ignore_errors=True)
+                return TaskResult(True, stored, attempts, seconds, log_path, log_digest=log)
             error = f"exited 0 but did not write output(s) {', '.join(missing)}"
         elif code is not None:
             last = _tail(log_path)
