@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -120,8 +121,10 @@ def main() -> None:
     jobs = os.cpu_count() or 2
     folder = Path(tempfile.mkdtemp(prefix="nsbi-bench-wf-"))
     workflow = trivial_workflow(folder, width, depth)
-    local = min(run_local(workflow, jobs) for _ in range(1 if quick() else 3))
-    yadage = run_yadage(workflow, jobs)
+    repeats = 1 if quick() else 3
+    local = statistics.median(run_local(workflow, jobs) for _ in range(repeats))
+    yadage_runs = [run_yadage(workflow, jobs) for _ in range(repeats)]
+    yadage = None if any(t is None for t in yadage_runs) else statistics.median(t for t in yadage_runs if t is not None)
     rows = [["nsbiflow local", steps, local, 1000 * local / steps]]
     payload: dict[str, object] = {
         "steps": steps,

@@ -35,7 +35,7 @@ from common import median_time, quick, table, write_result
 HIDDEN = [64, 64, 64]
 CHUNK = 50_000  # the infer stage's default batch_size
 MEMBER_GROUP = 32  # members per tile of the stacked prototype
-CPU_TILE = 512  # events per tile of the stacked prototype on a CPU
+CPU_TILE = 8192  # events per tile of the stacked prototype on a CPU
 GPU_MEMORY = 16 * 2**30
 
 
