@@ -144,7 +144,7 @@ def project_trainer(data: Data, hidden: list[int], members: int, epochs: int, mo
 
     config = TrainConfig(
         members=members, hidden=hidden, max_epochs=epochs, patience=epochs + 1, bootstrap=False,
-        batch_size=batch, folds=FOLDS, mode=mode,  # type: ignore[arg-type]
+        batch_size=batch, folds=FOLDS, mode=mode,
     )  # fmt: skip
     trained, _ = train_ensemble(data.numerator, data.reference, config)
     return len(trained[0].curves["train"])

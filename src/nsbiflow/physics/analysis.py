@@ -65,7 +65,11 @@ def read_table(path: Path) -> Table:
     """Read an infer output file into memory (the limits stage needs all events at once)."""
     table = pq.read_table(str(path))
     cols = {n: table.column(n).to_numpy().astype(np.float64) for n in table.column_names if n != "in_support"}
-    cols["in_support"] = table.column("in_support").to_numpy().astype(bool) if "in_support" in table.column_names else np.ones(table.num_rows, bool)  # noqa: E501
+    cols["in_support"] = (
+        table.column("in_support").to_numpy().astype(bool)
+        if "in_support" in table.column_names
+        else np.ones(table.num_rows, bool)
+    )
     return Table(path.name, cols, read_metadata(path))
 
 
@@ -74,17 +78,24 @@ def _efficiency(t: Table) -> float:
 
 
 def _unbinned(
-    data: Table, prefix: str, cfg: LimitsConfig, select: NDArray[np.bool_] | None, weights: FloatArray | None = None,
+    data: Table,
+    prefix: str,
+    cfg: LimitsConfig,
+    select: NDArray[np.bool_] | None,
+    weights: FloatArray | None = None,
     **extra: Any,
-) -> UnbinnedLikelihood:  # fmt: skip
+) -> UnbinnedLikelihood:
     sel = np.ones(len(data.weights), bool) if select is None else select
     return UnbinnedLikelihood(
         log_r_signal=data.col(f"{prefix}logr_signal")[sel],
         log_r_background=data.col(f"{prefix}logr_background")[sel],
         log_g_up=data.col(f"{prefix}logr_background_up")[sel],
         log_g_down=data.col(f"{prefix}logr_background_down")[sel],
-        nu_s=cfg.nu_s, nu_b=cfg.nu_b, weights=None if weights is None else weights[sel], **extra,
-    )  # fmt: skip
+        nu_s=cfg.nu_s,
+        nu_b=cfg.nu_b,
+        weights=None if weights is None else weights[sel],
+        **extra,
+    )
 
 
 def _asimov_weights(bkg: Table, prefix: str, cfg: LimitsConfig, alpha: float) -> FloatArray:
@@ -140,12 +151,17 @@ def nsbi_result(
         return histfactory.histogram(t.col(observable)[out], t.weights[out], edges) / t.weights.sum()
 
     def make_binned(counts: FloatArray) -> BinnedRegion:
-        return BinnedRegion(counts, region(samples["signal"]), region(samples["background"]),
-                            region(samples["background_up"]), region(samples["background_down"]))  # fmt: skip
+        return BinnedRegion(
+            counts,
+            region(samples["signal"]),
+            region(samples["background"]),
+            region(samples["background_up"]),
+            region(samples["background_down"]),
+        )
 
     if edges is not None:
         binned = make_binned(histfactory.histogram(observed.col(observable)[~inside], observed.weights[~inside], edges))
-    extra = {"eff_signal": eff_s, "eff_background": eff_b}
+    extra: dict[str, Any] = {"eff_signal": eff_s, "eff_background": eff_b}
     data_like = _unbinned(observed, "", cfg, inside, binned=binned, **extra)
     bkg = samples["background"]
     bkg_inside = bkg.columns["in_support"].astype(bool)
@@ -159,10 +175,12 @@ def nsbi_result(
         return _unbinned(bkg, "", cfg, bkg_inside, w, binned=asimov_binned, **extra)
 
     info = {
-        "observed_in_support": int(inside.sum()), "observed_outside_support": int((~inside).sum()),
-        "efficiency_signal": eff_s, "efficiency_background": list(eff_b),
+        "observed_in_support": int(inside.sum()),
+        "observed_outside_support": int((~inside).sum()),
+        "efficiency_signal": eff_s,
+        "efficiency_background": list(eff_b),
         "binned_edges": None if edges is None else [float(e) for e in edges[1:-1]],
-    }  # fmt: skip
+    }
     return _analyse(asimov, data_like, cfg), info
 
 
@@ -191,12 +209,16 @@ def histogram_templates(
         return histfactory.histogram(t.col(observable), t.weights, edges) * nu / t.weights.sum()
 
     return edges, (
-        h(samples["signal"], cfg.nu_s), h(bkg, cfg.nu_b),
-        h(samples["background_up"], cfg.nu_b), h(samples["background_down"], cfg.nu_b),
-    )  # fmt: skip
+        h(samples["signal"], cfg.nu_s),
+        h(bkg, cfg.nu_b),
+        h(samples["background_up"], cfg.nu_b),
+        h(samples["background_down"], cfg.nu_b),
+    )
 
 
-def histogram_workspace(observed: Table, samples: dict[str, Table], cfg: LimitsConfig, observable: str) -> dict[str, Any]:
+def histogram_workspace(
+    observed: Table, samples: dict[str, Table], cfg: LimitsConfig, observable: str
+) -> dict[str, Any]:
     """The pyhf workspace of the histogram method."""
     edges, (s, b, up, down) = histogram_templates(samples, cfg, observable)
     counts = histfactory.histogram(observed.col(observable), observed.weights, edges)

@@ -30,9 +30,14 @@ class Tolerances(BaseModel):
 
 
 def closure(
-    x_num: FloatArray, w_num: FloatArray, x_ref: FloatArray, w_ref: FloatArray, r_ref: FloatArray,
-    observables: list[str], n_bins: int = 20,
-) -> dict[str, dict[str, Any]]:  # fmt: skip
+    x_num: FloatArray,
+    w_num: FloatArray,
+    x_ref: FloatArray,
+    w_ref: FloatArray,
+    r_ref: FloatArray,
+    observables: list[str],
+    n_bins: int = 20,
+) -> dict[str, dict[str, Any]]:
     """Per observable: bin edges, numerator and reweighted-reference densities, their errors, chi2/ndf."""
     out: dict[str, dict[str, Any]] = {}
     wn = w_num / w_num.sum()
@@ -50,10 +55,16 @@ def closure(
         chi2 = float(np.sum((h_num - h_rw) ** 2 / var))
         ndf = len(edges) - 1
         out[name] = {
-            "edges": edges.tolist(), "numerator": h_num.tolist(), "numerator_err": np.sqrt(v_num).tolist(),
-            "reweighted": h_rw.tolist(), "reweighted_err": np.sqrt(v_rw).tolist(), "reference": h_raw.tolist(),
-            "chi2": chi2, "ndf": ndf, "chi2_ndf": chi2 / ndf,
-        }  # fmt: skip
+            "edges": edges.tolist(),
+            "numerator": h_num.tolist(),
+            "numerator_err": np.sqrt(v_num).tolist(),
+            "reweighted": h_rw.tolist(),
+            "reweighted_err": np.sqrt(v_rw).tolist(),
+            "reference": h_raw.tolist(),
+            "chi2": chi2,
+            "ndf": ndf,
+            "chi2_ndf": chi2 / ndf,
+        }
     return out
 
 
@@ -77,9 +88,12 @@ def calibration_curve(
     filled = total > 0
     ece = float(np.sum(total[filled] * np.abs(predicted - observed)[filled]) / total.sum())
     return {
-        "edges": edges.tolist(), "predicted": predicted[filled].tolist(), "observed": observed[filled].tolist(),
-        "fraction": (total / total.sum())[filled].tolist(), "ece": ece,
-    }  # fmt: skip
+        "edges": edges.tolist(),
+        "predicted": predicted[filled].tolist(),
+        "observed": observed[filled].tolist(),
+        "fraction": (total / total.sum())[filled].tolist(),
+        "ece": ece,
+    }
 
 
 def loss_summary(manifest: dict[str, Any]) -> dict[str, float]:

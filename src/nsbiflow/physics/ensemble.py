@@ -80,7 +80,9 @@ def gather(chunks: Sequence[Path], out: Path) -> dict[str, int]:
                 merged[label] = {**manifest, "members": []}
                 curves[label] = {}
             elif manifest["mlp"] != merged[label]["mlp"]:
-                raise StageError(f"{chunk}/{label}: architecture differs from the other chunks; retrain with one config")
+                raise StageError(
+                    f"{chunk}/{label}: architecture differs from the other chunks; retrain with one config"
+                )
             names = {m["name"] for m in merged[label]["members"]}
             for member in manifest["members"]:
                 if member["name"] in names:

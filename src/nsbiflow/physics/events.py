@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from nsbiflow.physics.errors import StageError
 
 METADATA_KEY = b"nsbiflow"
+_TREE_CLASSES = ("TTree", "ROOT::RNTuple")
 WEIGHT = "weight"
 
 
@@ -66,9 +67,13 @@ def _table(events: Events) -> pa.Table:
 def write_events(events: Events, path: str | Path, row_group_size: int = 65536) -> None:
     """Write ``events`` as Parquet, deterministically (same content, same bytes)."""
     pq.write_table(
-        _table(events), str(path), row_group_size=row_group_size, compression="zstd",
-        use_dictionary=False, write_statistics=True,
-    )  # fmt: skip
+        _table(events),
+        str(path),
+        row_group_size=row_group_size,
+        compression="zstd",
+        use_dictionary=False,
+        write_statistics=True,
+    )
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -111,9 +116,7 @@ def read_events(path: str | Path, observables: Sequence[str] | None = None) -> E
     return Events(x=x, weights=w, observables=names, meta=meta)
 
 
-def iter_events(
-    path: str | Path, batch_size: int, observables: Sequence[str] | None = None
-) -> Iterator[Events]:
+def iter_events(path: str | Path, batch_size: int, observables: Sequence[str] | None = None) -> Iterator[Events]:
     """Stream a canonical events file in batches of at most ``batch_size`` rows (bounded memory)."""
     path = Path(path)
     pf = _open_parquet(path)
@@ -136,7 +139,7 @@ def count_events(path: str | Path) -> int:
 def load_external(
     path: str | Path, observables: Sequence[str], tree: str | None = None, weight_column: str | None = None
 ) -> Events:
-    """Read foreign events: a Parquet file or a ROOT TTree (uproot), keeping the named observables.
+    """Read foreign events: a Parquet file or a ROOT TTree/RNTuple (uproot), keeping the named observables.
 
     Raises ``StageError`` with one line for a missing file, tree or column, or non-finite values.
     """
@@ -155,10 +158,10 @@ def load_external(
         except Exception as exc:
             raise StageError(f"{path.name}: not a readable ROOT file ({exc})") from None
         with handle as root:
-            trees = [k.split(";")[0] for k, cls in root.classnames().items() if cls == "TTree"]
+            trees = sorted({k.split(";")[0] for k, cls in root.classnames().items() if cls in _TREE_CLASSES})
             name = tree or (trees[0] if len(trees) == 1 else None)
             if name is None or name not in trees:
-                hint = f"has: {', '.join(trees) or 'no TTree'}"
+                hint = f"has: {', '.join(trees) or 'no TTree or RNTuple'}"
                 raise StageError(f"{path.name}: TTree {tree!r} not found ({hint}); set the 'tree' parameter")
             ttree = root[name]
             _check_columns(list(ttree.keys()), wanted, f"{path.name}:{name}")

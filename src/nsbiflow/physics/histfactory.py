@@ -45,11 +45,11 @@ def binned_sigma_mu(signal: FloatArray, background: FloatArray, up: FloatArray, 
 
 
 def workspace(
-    observed: Sequence[float],
-    signal: Sequence[float],
-    background: Sequence[float],
-    background_up: Sequence[float],
-    background_down: Sequence[float],
+    observed: Sequence[float] | FloatArray,
+    signal: Sequence[float] | FloatArray,
+    background: Sequence[float] | FloatArray,
+    background_up: Sequence[float] | FloatArray,
+    background_down: Sequence[float] | FloatArray,
     mu_bounds: tuple[float, float],
     channel: str = "histogram",
 ) -> dict[str, Any]:
@@ -93,6 +93,14 @@ def workspace(
     }
 
 
+def for_limits(spec: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the workspace with ``mu`` bounded below at zero, as CLs with q~_mu (``pyhf cls``) expects."""
+    bounded = copy.deepcopy(spec)
+    parameter = bounded["measurements"][0]["config"]["parameters"][0]
+    parameter["bounds"] = [[0.0, float(parameter["bounds"][0][1])]]
+    return bounded
+
+
 def analyse_workspace(spec: dict[str, Any], n_scan: int = 61) -> Result:
     """Fit the workspace with pyhf (minuit optimizer): profile scan, intervals, CLs upper limit, Z0."""
     import pyhf
@@ -119,10 +127,7 @@ def analyse_workspace(spec: dict[str, Any], n_scan: int = 61) -> Result:
     grid = np.linspace(*mu_bounds, n_scan)
     t = [pl.profile(float(mu)) - best.twice_nll for mu in grid]
     # q~_mu (CLs) is defined for mu >= 0: the limit uses the same workspace with mu bounded below at zero
-    bounded = copy.deepcopy(spec)
-    hi = float(mu_bounds[1])
-    bounded["measurements"][0]["config"]["parameters"][0]["bounds"] = [[0.0, hi]]
-    bounded_ws = pyhf.Workspace(bounded)
+    bounded_ws = pyhf.Workspace(for_limits(spec))
     bounded_model = bounded_ws.model()
     limit = pyhf.infer.intervals.upper_limits.upper_limit(
         np.asarray(bounded_ws.data(bounded_model)), bounded_model, scan=None, level=0.05, test_stat="qtilde"

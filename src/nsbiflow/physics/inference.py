@@ -68,7 +68,9 @@ def load_targets(collections: Sequence[Path]) -> dict[str, Target]:
             if label in targets:
                 raise StageError(f"{directory}: ensemble '{label}' given twice; bind each gathered label once")
             ens = Ensemble.load(directory, label)
-            targets[label] = Target(ens, ens.manifest.get("numerator", label), ens.manifest.get("reference", "reference"))
+            targets[label] = Target(
+                ens, ens.manifest.get("numerator", label), ens.manifest.get("reference", "reference")
+            )
     return targets
 
 
@@ -128,8 +130,14 @@ def infer_file(
             cols["in_support"] = pa.array(inside)
             table = pa.table(cols)
             if writer is None:
-                info = {"process": meta.get("process", path.stem), "source": path.name, "aggregate": aggregate,
-                        "labels": sorted(targets), "exact": toy is not None, "observables": batch.observables}  # fmt: skip
+                info = {
+                    "process": meta.get("process", path.stem),
+                    "source": path.name,
+                    "aggregate": aggregate,
+                    "labels": sorted(targets),
+                    "exact": toy is not None,
+                    "observables": batch.observables,
+                }
                 schema = table.schema.with_metadata({METADATA_KEY: json.dumps(info, sort_keys=True).encode()})
                 writer = pq.ParquetWriter(str(out), schema, compression="zstd", use_dictionary=False)
             writer.write_table(table.replace_schema_metadata(writer.schema.metadata))

@@ -161,9 +161,7 @@ class Result:
         }
 
 
-def analyse(
-    data_nll: TwiceNLL, asimov_nll: TwiceNLL, mu_bounds: tuple[float, float], n_scan: int = 61
-) -> Result:
+def analyse(data_nll: TwiceNLL, asimov_nll: TwiceNLL, mu_bounds: tuple[float, float], n_scan: int = 61) -> Result:
     """Best fit, 68/95 % intervals, CLs upper limit and Z0 of one likelihood (plus the scan for plots)."""
     pl = ProfileLikelihood(data_nll, mu_bounds)
     best = pl.fit()

@@ -9,7 +9,9 @@ not depend on how they were trained.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,7 +28,11 @@ class MLPConfig(BaseModel):
     activation: str = "silu"
 
 
-_ACTIVATIONS = {"silu": nn.functional.silu, "relu": nn.functional.relu, "tanh": torch.tanh}
+_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "silu": nn.functional.silu,
+    "relu": nn.functional.relu,
+    "tanh": torch.tanh,
+}
 
 
 class BatchedMLP(nn.Module):
@@ -41,11 +47,11 @@ class BatchedMLP(nn.Module):
         sizes = [config.n_inputs, *config.hidden, 1]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+        for fan_in, fan_out in itertools.pairwise(sizes):
             bound = 1.0 / math.sqrt(fan_in)  # torch.nn.Linear's default initialisation
             self.weights.append(nn.Parameter(torch.empty(members, fan_in, fan_out).uniform_(-bound, bound)))
             self.biases.append(nn.Parameter(torch.empty(members, 1, fan_out).uniform_(-bound, bound)))
-        self._act = _ACTIVATIONS[config.activation]
+        self._act: Callable[[torch.Tensor], torch.Tensor] = _ACTIVATIONS[config.activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of every member; ``x`` is (K, B, n) or (B, n) (the same events for all members)."""

@@ -16,8 +16,17 @@ def _pyplot() -> Any:
     import mplhep
 
     plt.style.use(mplhep.style.ROOT)
-    plt.rcParams.update({"font.size": 11, "axes.labelsize": 11, "axes.titlesize": 11, "legend.fontsize": 9,
-                         "xtick.labelsize": 9, "ytick.labelsize": 9, "figure.dpi": 80})  # fmt: skip
+    plt.rcParams.update(
+        {
+            "font.size": 11,
+            "axes.labelsize": 11,
+            "axes.titlesize": 11,
+            "legend.fontsize": 9,
+            "xtick.labelsize": 9,
+            "ytick.labelsize": 9,
+            "figure.dpi": 80,
+        }
+    )
     return plt
 
 
@@ -34,26 +43,42 @@ def closure(path: Path, label: str, closure_metrics: dict[str, dict[str, Any]]) 
     import mplhep
 
     names = list(closure_metrics)
-    fig, axes = plt.subplots(2, len(names), figsize=(3.2 * len(names), 4.8), sharex="col",
-                             gridspec_kw={"height_ratios": [3, 1]}, squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        2,
+        len(names),
+        figsize=(3.2 * len(names), 4.8),
+        sharex="col",
+        gridspec_kw={"height_ratios": [3, 1]},
+        squeeze=False,
+    )
     for j, name in enumerate(names):
         c = closure_metrics[name]
         edges = np.array(c["edges"])
-        edges = np.clip(edges, *np.percentile(edges[1:-1], [0, 100]) + np.array([-1.0, 1.0]))
+        width = np.diff(edges)  # densities: content / bin width (the bins have equal numerator content)
         num, rw = np.array(c["numerator"]), np.array(c["reweighted"])
         ax, rax = axes[0, j], axes[1, j]
-        mplhep.histplot(c["reference"], edges, ax=ax, color="grey", ls="--", label="reference")
-        mplhep.histplot(rw, edges, ax=ax, color="C0", label="reference x r")
-        mplhep.histplot(num, edges, ax=ax, yerr=np.array(c["numerator_err"]), histtype="errorbar", color="k",
-                        label=label, markersize=3)  # fmt: skip
+        mplhep.histplot(np.array(c["reference"]) / width, edges, ax=ax, color="grey", ls="--", label="reference")
+        mplhep.histplot(rw / width, edges, ax=ax, color="C0", label="reference x r")
+        mplhep.histplot(
+            num / width,
+            edges,
+            ax=ax,
+            yerr=np.array(c["numerator_err"]) / width,
+            histtype="errorbar",
+            color="k",
+            label=label,
+            markersize=3,
+        )
         ax.set_title(f"{name}: chi2/ndf = {c['chi2_ndf']:.2f}")
         ratio = np.divide(num, rw, out=np.ones_like(num), where=rw > 0)
         err = np.divide(np.hypot(c["numerator_err"], c["reweighted_err"]), rw, out=np.zeros_like(num), where=rw > 0)
         mplhep.histplot(ratio, edges, yerr=err, ax=rax, histtype="errorbar", color="k", markersize=3)
         rax.axhline(1, color="C0")
         rax.set_ylim(0.8, 1.2)
+        rax.set_xlim(edges[1] - 1.0, edges[-2] + 1.0)
         rax.set_xlabel(name)
         if j == 0:
+            ax.set_ylabel("density")
             ax.legend()
             rax.set_ylabel("num / rw")
     fig.tight_layout()
@@ -77,7 +102,7 @@ def losses(path: Path, label: str, curves: dict[str, dict[str, list[float]]]) ->
     """Training and holdout loss per epoch of every member."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for k, (name, c) in enumerate(sorted(curves.items())):
+    for k, (_, c) in enumerate(sorted(curves.items())):
         ax.plot(c["train"], color="C0", alpha=0.5, label="train" if k == 0 else None)
         ax.plot(c["holdout"], color="C1", alpha=0.5, label="holdout" if k == 0 else None)
     ax.set_xlabel("epoch")

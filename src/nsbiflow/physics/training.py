@@ -130,10 +130,12 @@ def train_ensemble(
     done = 0
     for group in groups:
         torch.manual_seed(int(np.random.default_rng([config.seed, member_ids[group[0]], 15485863]).integers(2**31)))
-        trained = _train_group(
-            mlp_config, config, x, y, train_w[group], hold_w[group], device,
-            lambda epoch, g=group: progress and progress(done, config.members, f"members {g} epoch {epoch}"),
-        )  # fmt: skip
+
+        def on_epoch(epoch: int, group: list[int] = group, done: int = done) -> None:
+            if progress is not None:
+                progress(done, config.members, f"members {group} epoch {epoch}")
+
+        trained = _train_group(mlp_config, config, x, y, train_w[group], hold_w[group], device, on_epoch)
         for j, k in enumerate(group):
             state, curves, best_epoch = trained[j]
             members.append(
@@ -141,14 +143,21 @@ def train_ensemble(
                     name=f"member_{member_ids[k]:04d}",
                     state=state,
                     info={
-                        "member_id": member_ids[k], "chunk": config.chunk, "seed": config.seed,
-                        "split_seed": config.seed, "holdout_fold": member_ids[k] % config.folds,
-                        "folds": config.folds, "bootstrap": config.bootstrap, "best_epoch": best_epoch,
-                        "train_loss": curves["train"][best_epoch], "holdout_loss": curves["holdout"][best_epoch],
-                        "mode": mode, "device": device.type,
+                        "member_id": member_ids[k],
+                        "chunk": config.chunk,
+                        "seed": config.seed,
+                        "split_seed": config.seed,
+                        "holdout_fold": member_ids[k] % config.folds,
+                        "folds": config.folds,
+                        "bootstrap": config.bootstrap,
+                        "best_epoch": best_epoch,
+                        "train_loss": curves["train"][best_epoch],
+                        "holdout_loss": curves["holdout"][best_epoch],
+                        "mode": mode,
+                        "device": device.type,
                     },
                     curves=curves,
-                )  # fmt: skip
+                )
             )
         done += len(group)
         if progress:
@@ -164,7 +173,7 @@ def _train_group(
     train_w_np: NDArray[np.float64],
     hold_w_np: NDArray[np.float64],
     device: torch.device,
-    on_epoch: Callable[[int], object],
+    on_epoch: Callable[[int], None],
 ) -> list[tuple[dict[str, torch.Tensor], dict[str, list[float]], int]]:
     k = train_w_np.shape[0]
     rows = np.flatnonzero((train_w_np > 0).any(axis=0))

@@ -8,6 +8,7 @@ a non-zero exit status (``NSBIFLOW_DEBUG=1`` prints the traceback as well).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -55,9 +56,7 @@ class StageIO:
         known = set(model.model_fields)
         unknown = sorted(set(self.params) - known)
         if unknown:
-            raise StageError(
-                f"{self.stage}: unknown parameter {unknown[0]!r} (known: {', '.join(sorted(known))})"
-            )
+            raise StageError(f"{self.stage}: unknown parameter {unknown[0]!r} (known: {', '.join(sorted(known))})")
         try:
             return model.model_validate(self.params)
         except ValidationError as exc:
@@ -99,10 +98,8 @@ def configure_threads() -> None:
     threads = os.environ.get("OMP_NUM_THREADS")
     if threads and threads.isdigit() and int(threads) > 0:
         torch.set_num_threads(int(threads))
-        try:
+        with contextlib.suppress(RuntimeError):  # already set once in this process
             torch.set_num_interop_threads(1)
-        except RuntimeError:
-            pass
 
 
 def stage(name: str, outputs: tuple[str, ...] = ()) -> Callable[[Callable[[StageIO], None]], click.Command]:

@@ -64,8 +64,9 @@ def calibrate(io: StageIO) -> None:
 
     cfg = io.config(CalibrateConfig)
     configure_threads()
-    tol = diagnostics.Tolerances(max_chi2_ndf=cfg.max_chi2_ndf, max_norm_deviation=cfg.max_norm_deviation,
-                                 max_ece=cfg.max_ece)  # fmt: skip
+    tol = diagnostics.Tolerances(
+        max_chi2_ndf=cfg.max_chi2_ndf, max_norm_deviation=cfg.max_norm_deviation, max_ece=cfg.max_ece
+    )
     directory = io.input("ensemble")
     labels = labels_in(directory)
     label = cfg.label or (labels[0] if len(labels) == 1 else "")
@@ -78,15 +79,21 @@ def calibrate(io: StageIO) -> None:
     lr_ref, spread_ref = ens.log_ratio(ref.x, cfg.aggregate)
     r_ref = np.exp(lr_ref)
     norm = diagnostics.normalisation(ref.weights, r_ref)
+    closure = diagnostics.closure(num.x, num.weights, ref.x, ref.weights, r_ref / norm, num.observables, cfg.n_bins)
+    log_norm = float(np.log(norm))
+    calibration = diagnostics.calibration_curve(lr_num - log_norm, num.weights, lr_ref - log_norm, ref.weights)
     metrics: dict[str, Any] = {
-        "label": label, "numerator": num.process, "reference": ref.process, "members": ens.size,
+        "label": label,
+        "numerator": num.process,
+        "reference": ref.process,
+        "members": ens.size,
         "normalisation": norm,
-        "closure": diagnostics.closure(num.x, num.weights, ref.x, ref.weights, r_ref / norm, num.observables, cfg.n_bins),
-        "calibration": diagnostics.calibration_curve(lr_num - np.log(norm), num.weights, lr_ref - np.log(norm), ref.weights),
+        "closure": closure,
+        "calibration": calibration,
         "losses": diagnostics.loss_summary(ens.manifest),
         "mean_spread": float(np.average(spread_ref, weights=ref.weights)),
         "tolerances": tol.model_dump(),
-    }  # fmt: skip
+    }
     metrics["max_chi2_ndf"] = max(c["chi2_ndf"] for c in metrics["closure"].values())
     failures = diagnostics.check(metrics, tol)
     metrics["passed"] = not failures
@@ -104,8 +111,11 @@ def calibrate(io: StageIO) -> None:
             f"ECE {metrics['calibration']['ece']:.4f}, holdout/train loss {metrics['losses']['holdout_over_train']:.4f}"
         )
     if failures:
-        raise StageError(f"calibrate: {failures[0]}" + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else "")
-                         + "; retrain (more events, epochs or members) or loosen the tolerance")  # fmt: skip
+        raise StageError(
+            f"calibrate: {failures[0]}"
+            + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else "")
+            + "; retrain (more events, epochs or members) or loosen the tolerance"
+        )
 
 
 @stage("infer", outputs=("ratios",))
@@ -133,11 +143,16 @@ def infer(io: StageIO) -> None:
     with Progress("infer") as bar:
         counts = {}
         for process, path in by_process.items():
-            counts[process] = infer_file(path, out / f"{process}.parquet", targets, support_model, toy,
-                                         cfg.batch_size, cfg.aggregate, bar.update)  # fmt: skip
-        info = {"normalisation": norms, "events": counts, "exact": toy is not None,
-                "ensemble_size": {k: t.ensemble.size for k, t in targets.items()},
-                "denominators": {k: t.denominator for k, t in targets.items()}}  # fmt: skip
+            counts[process] = infer_file(
+                path, out / f"{process}.parquet", targets, support_model, toy, cfg.batch_size, cfg.aggregate, bar.update
+            )
+        info = {
+            "normalisation": norms,
+            "events": counts,
+            "exact": toy is not None,
+            "ensemble_size": {k: t.ensemble.size for k, t in targets.items()},
+            "denominators": {k: t.denominator for k, t in targets.items()},
+        }
         (out / "inference.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         bar.log("evaluated " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
 
@@ -162,7 +177,11 @@ def limits(io: StageIO) -> None:
         observable, sigmas = analysis.choose_observable(samples, lim)
         bar.log(f"histogram observable: {observable}")
         results: dict[str, Any] = {}
-        results["exact"] = analysis.exact_result(observed, samples, lim) if info.get("exact", True) and "exact_logr_signal" in observed.columns else None  # noqa: E501
+        results["exact"] = (
+            analysis.exact_result(observed, samples, lim)
+            if info.get("exact", True) and "exact_logr_signal" in observed.columns
+            else None
+        )
         bar.update(1, 3, "exact")
         results["nsbi"], support_info = analysis.nsbi_result(observed, samples, lim, observable)
         bar.update(2, 3, "nsbi")
@@ -187,17 +206,21 @@ def limits(io: StageIO) -> None:
         **summary,
         "comparison": comparison,
         "ensemble_size": info.get("ensemble_size", {}),
-        "n_events": {"observed": int(len(observed.weights)), **{k: v for k, v in support_info.items() if k.startswith("observed_")}},
+        "n_events": {
+            "observed": len(observed.weights),
+            "in_support": support_info["observed_in_support"],
+            "outside_support": support_info["observed_outside_support"],
+        },
         "support": support_info,
         "closure": closure,
         "histogram_observable": observable,
         "histogram_expected_sigma": sigmas,
         "mu_injected": cfg.mu_injected if cfg.mu_injected is not None else truth.get("mu"),
         "settings": lim.model_dump(),
-    }  # fmt: skip
+    }
     plot_dir = io.output("plots")
     io.output("results").write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-    io.output("workspace").write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+    io.output("workspace").write_text(json.dumps(histfactory.for_limits(spec), indent=2, sort_keys=True) + "\n")
     table = render_table(document)
     (plot_dir / "summary.md").write_text(table + "\n")
     plots.scans(plot_dir / "scans.png", results, document["mu_injected"])
@@ -209,8 +232,10 @@ def limits(io: StageIO) -> None:
 
 def render_table(doc: dict[str, Any]) -> str:
     """A markdown table of the three methods."""
-    rows = ["| method | mu_hat | 68% interval | 95% interval | 95% CLs UL | Z0 | width68 / exact |",
-            "|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| method | mu_hat | 68% interval | 95% interval | 95% CLs UL | Z0 | width68 / exact |",
+        "|---|---|---|---|---|---|---|",
+    ]
     exact = doc.get("exact")
     for name in ("exact", "nsbi", "histogram"):
         r = doc.get(name)

@@ -100,8 +100,13 @@ def generate_data(io: StageIO) -> None:
     nb = int(rng.poisson(cfg.nu_b)) if cfg.poisson else round(cfg.nu_b)
     x = model.sample_mixture(ns, nb, rng, alpha=cfg.alpha)
     truth = {"mu": cfg.mu, "alpha": cfg.alpha, "n_signal": ns, "n_background": nb, **model.model_dump()}
-    meta = {"process": "observed", "seed": cfg.seed, "generator": "toy", "truth": truth,
-            "toy": _toy_meta(model, "observed")}  # fmt: skip
+    meta = {
+        "process": "observed",
+        "seed": cfg.seed,
+        "generator": "toy",
+        "truth": truth,
+        "toy": _toy_meta(model, "observed"),
+    }
     write_events(Events(x, np.ones(len(x)), list(OBSERVABLES), meta), io.output("events"))
 
 
@@ -114,7 +119,7 @@ def load_events(io: StageIO) -> None:
     source = io.input("source")
     ev = load_external(source, cfg.observables, tree=cfg.tree or None, weight_column=cfg.weight_column or None)
     order = _rng(cfg.seed, cfg.process, 2).permutation(len(ev))
-    n_hold = int(round(cfg.holdout_fraction * len(ev)))
+    n_hold = round(cfg.holdout_fraction * len(ev))
     meta = {"process": cfg.process, "seed": cfg.seed, "generator": "external", "source": Path(source).name}
     for name, idx in (("events", order[n_hold:]), ("holdout", order[:n_hold])):
         idx.sort()

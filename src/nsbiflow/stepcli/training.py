@@ -74,8 +74,14 @@ def train_ratio(io: StageIO) -> None:
         members, scaler = train_ensemble(num.x, ref.x, train_cfg, num.weights, ref.weights, progress=bar.update)
         for m in members:
             bar.log(f"  {m.name}: best epoch {m.info['best_epoch']}, holdout loss {m.info['holdout_loss']:.5f}")
-    extra = {"numerator": num.process, "reference": ref.process, "observables": num.observables,
-             "n_numerator": len(num), "n_reference": len(ref), "config": train_cfg.model_dump()}  # fmt: skip
+    extra = {
+        "numerator": num.process,
+        "reference": ref.process,
+        "observables": num.observables,
+        "n_numerator": len(num),
+        "n_reference": len(ref),
+        "config": train_cfg.model_dump(),
+    }
     mlp = MLPConfig(n_inputs=len(num.observables), hidden=cfg.hidden, activation=cfg.activation)
     save_members(io.output("ensemble"), label, members, scaler, mlp, extra)
 
@@ -116,14 +122,24 @@ def support(io: StageIO) -> None:
 
     x_pool, w_pool = pool([cap(s.x, s.weights) for s in samples])
     x_ref, w_ref = cap(ref.x, ref.weights)
-    train_cfg = TrainConfig(members=cfg.members, seed=cfg.seed, hidden=cfg.hidden, max_epochs=cfg.max_epochs,
-                            patience=cfg.patience, bootstrap=False)  # fmt: skip
+    train_cfg = TrainConfig(
+        members=cfg.members,
+        seed=cfg.seed,
+        hidden=cfg.hidden,
+        max_epochs=cfg.max_epochs,
+        patience=cfg.patience,
+        bootstrap=False,
+    )
     with Progress("support") as bar:
         members, scaler = train_ensemble(x_pool, x_ref, train_cfg, w_pool, w_ref, progress=bar.update)
         out = io.output("support")
         mlp = MLPConfig(n_inputs=len(ref.observables), hidden=cfg.hidden)
-        extra = {"numerator": "pool", "reference": ref.process, "observables": ref.observables,
-                 "samples": [s.process for s in samples]}  # fmt: skip
+        extra = {
+            "numerator": "pool",
+            "reference": ref.process,
+            "observables": ref.observables,
+            "samples": [s.process for s in samples],
+        }
         save_members(out, LABEL, members, scaler, mlp, extra)
         from nsbiflow.physics.support import SupportModel
 

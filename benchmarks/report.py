@@ -1,0 +1,253 @@
+"""The README figure table, generated from ``benchmarks/results/*.json``.
+
+    python benchmarks/report.py            # print the table and write it into README.md between the markers
+    python benchmarks/report.py --print    # print only
+
+Only the text between ``<!-- bench:start -->`` and ``<!-- bench:end -->`` in README.md is replaced; when the
+markers are missing, nothing is written (the table is printed).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+README = Path(__file__).resolve().parents[1] / "README.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+GPU_PENDING = "pending a GPU session"
+
+
+def load(results: Path = RESULTS) -> dict[str, dict[str, Any]]:
+    """Every full-size result (``*_quick.json`` files are toy runs and are left out)."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(results.glob("*.json")) if not p.stem.endswith("_quick")}
+
+
+def _num(value: float, digits: int = 3) -> str:
+    if value >= 1e5 or value < 1e-2:
+        return f"{value:.{digits - 1}e}"
+    return f"{value:.{digits}g}"
+
+
+def _met(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("yes" if ok else "**no**")
+
+
+def training_rows(r: dict[str, Any]) -> list[list[str]]:
+    """Figure 1."""
+    small, big = r["cases"][0], r["cases"][1]
+    s, b = small["methods"], big["methods"]
+    summary = r["summary"]
+    gpu = r.get("device", "cpu") != "cpu"
+    best_small = max((k for k in s if "batched" in k), key=lambda k: s[k]["speedup_vs_loop"])
+    trainer_big = summary.get("best_trainer_setting_4x1000", "trainer")
+    rows = [
+        [
+            f"1 training, {small['case']}, K={small['members']}",
+            f"loop {_num(s['loop']['member_events_per_s'])}, trainer {_num(s['trainer']['member_events_per_s'])} "
+            f"member-events/s; {best_small} {_num(s[best_small]['member_events_per_s'])}",
+            f"trainer {s['trainer']['speedup_vs_loop']:.2f}x loop; "
+            f"{best_small} {s[best_small]['speedup_vs_loop']:.2f}x",
+            "GPU: >= 10x loop",
+            _met(s["trainer"]["speedup_vs_loop"] >= 10) if gpu else GPU_PENDING,
+        ],
+        [
+            f"1 training, {big['case']}, K={big['members']}",
+            f"trainer {_num(b['trainer']['member_events_per_s'])} member-events/s (batch {big['batch']}); "
+            f"{trainer_big} {_num(b[trainer_big]['member_events_per_s'])}; matmul limit "
+            f"{r['matmul_flops_fp32'] / 1e9:.0f} GFLOP/s",
+            f"{b['trainer']['fraction_of_matmul']:.0%} of matmul (batch {big['batch']}); "
+            f"{b[trainer_big]['fraction_of_matmul']:.0%} ({trainer_big})",
+            "CPU: >= 50% of matmul" + ("; GPU: >= 40%" if gpu else ""),
+            _met(b[trainer_big]["fraction_of_matmul"] >= (0.4 if gpu else 0.5))
+            + ("" if b["trainer"]["fraction_of_matmul"] >= 0.5 else " (default batch: **no**)"),
+        ],
+    ]
+    if not gpu:
+        rows.append(["1 training on GPU (TF32/bf16, batched, large batch)", GPU_PENDING, "", "10x loop; 40% of matmul",
+                     GPU_PENDING])  # fmt: skip
+    return rows
+
+
+def inference_rows(r: dict[str, Any]) -> list[list[str]]:
+    """Figure 2."""
+    cases = r["cases"]
+    project = [c for c in cases if c["method"] == "project"]
+    big = max(project, key=lambda c: c["events"] * c["members"])
+    summary = r["summary"]
+    proj = summary["projection_1e4_networks_1e6_events"]
+    flat = summary["peak_traced_memory_ratio_10x_events"]
+    rss = summary["peak_memory_ratio_10x_events"]
+    per_case = "; ".join(
+        f"{c['events']:.0e}x{c['members']}: {_num(c['member_events_per_s'])}/s, peak RSS "
+        f"+{c['peak_rss_increase_bytes'] / 2**20:.0f} MiB, "
+        f"allocations {c['peak_traced_plus_arrow_bytes'] / 2**20:.0f} MiB"
+        for c in project
+    )
+    stacked = summary.get("stacked_speedup_vs_project", {})
+    return [
+        [
+            "2 inference (streamed, 3x64), events x members",
+            per_case,
+            "allocations at 10x events: "
+            + ", ".join(f"{k} {v:.2f}x" for k, v in flat.items())
+            + "; peak RSS: "
+            + ", ".join(f"{k} {v:.2f}x" for k, v in rss.items()),
+            "memory flat in events",
+            _met(summary.get("memory_flat_in_events")),
+        ],
+        [
+            "2 inference: stacked-members prototype",
+            ", ".join(f"{k}: {v:.2f}x the member loop" for k, v in stacked.items()) or "not run",
+            "CPU: member loop is faster; GPU: the lever",
+            "",
+            GPU_PENDING if r["machine"].get("device") == "cpu" else "",
+        ],
+        [
+            "2 inference: 1e4 networks x 1e6 events",
+            f"{proj['seconds_at_best_measured_rate_here'] / 3600:.1f} h at {_num(big['member_events_per_s'])}"
+            f" member-events/s here; GPU time {GPU_PENDING}",
+            f"tiled memory model {proj['gpu_memory_model_bytes'] / 2**30:.1f} GiB",
+            "< 16 GB on one GPU",
+            _met(proj["fits_16GB"]) + " (model)",
+        ],
+    ]
+
+
+def fits_rows(r: dict[str, Any]) -> list[list[str]]:
+    """Figure 3."""
+    u, b = r["unbinned"], r["binned"]
+    tight = b.get("tight_tolerance_best_fit", {})
+    return [
+        [
+            f"3 unbinned fit + {r['scan_points']}-point scan, {u['events']:.2g} events",
+            f"fit {u['fit_seconds_minuit']:.2f} s, scan {u['scan_seconds_minuit']:.2f} s (iminuit); "
+            f"Newton profiler: fit {u['fit_seconds_newton']:.2f} s, scan {u['scan_seconds_newton']:.2f} s",
+            f"Newton {u['fit_speedup_newton']:.1f}x / {u['scan_speedup_newton']:.1f}x faster, "
+            f"profile -2lnL within {u['max_abs_diff_profile_twice_nll']:.1e}",
+            "",
+            "",
+        ],
+        [
+            "3 binned fit vs pyhf (same workspace)",
+            f"pyhf {b['pyhf_seconds']:.2f} s, numpy model + project limits {b['numpy_seconds']:.3f} s",
+            f"{b['speedup_numpy_vs_pyhf']:.0f}x; max abs diff of intervals/CLs/Z0/scan "
+            f"{max(v for k, v in b['abs_diff'].items() if k not in ('mu_hat', 'alpha_hat')):.1e}; "
+            f"mu_hat {b['abs_diff']['mu_hat']:.1e} (Minuit tol 0.1), {tight.get('abs_diff_mu_hat', float('nan')):.1e} "
+            "(tol 1e-6)",
+            "agreement 1e-4",
+            _met(b["agree_1e-4_except_best_fit_at_default_tolerance"] and b["agree_1e-4_best_fit_at_tight_tolerance"])
+            + ("" if b["agree_1e-4"] else " (best fit at default tol: no)"),
+        ],
+    ]
+
+
+def engine_rows(r: dict[str, Any]) -> list[list[str]]:
+    """Figure 4."""
+    measured = f"local {r['local_ms_per_step']:.1f} ms/step ({r['steps']} steps, {r['jobs']} jobs)"
+    if "yadage_ms_per_step" not in r:
+        return [["4 engine overhead", measured, "yadage not measured", ">= 5x less than yadage", "n/a"]]
+    return [
+        [
+            "4 engine overhead",
+            measured + f"; yadage {r['yadage_ms_per_step']:.1f} ms/step",
+            f"{r['ratio']:.1f}x less overhead",
+            ">= 5x less than yadage",
+            _met(r["ratio"] >= 5),
+        ]
+    ]
+
+
+def reinterpret_rows(r: dict[str, Any]) -> list[list[str]]:
+    """Figure 5 (written by ``benchmarks/reinterpret.py``)."""
+    full, reint = r.get("full_seconds", float("nan")), r.get("reinterpret_seconds", float("nan"))
+    measured = f"full {full:.1f} s, reinterpret {reint:.1f} s"
+    if "steps" in r:
+        measured += f" ({r.get('reran', '?')} of {r['steps']} steps re-ran; {r.get('workflow', '')})"
+    ratio = r.get("ratio")
+    return [
+        [
+            "5 reinterpretation",
+            measured,
+            f"{ratio:.1f}x" if isinstance(ratio, int | float) else "n/a",
+            "results identical",
+            _met(r.get("results_match")),
+        ]
+    ]
+
+
+ROWS = {
+    "training": training_rows,
+    "inference": inference_rows,
+    "fits": fits_rows,
+    "engine_overhead": engine_rows,
+    "reinterpret": reinterpret_rows,
+}
+
+
+def hardware(results: dict[str, dict[str, Any]]) -> str:
+    """One line naming the machines the figures came from."""
+    seen = []
+    for r in results.values():
+        m = r.get("machine")
+        if not m:
+            continue
+        line = f"{m.get('cpu_model', '?')}, {m.get('cpus', '?')} CPUs, device {m.get('device', 'cpu')}, torch {m.get('torch', '?')}"  # noqa: E501
+        if line not in seen:
+            seen.append(line)
+    return "; ".join(seen) or "unknown"
+
+
+def render(results: dict[str, dict[str, Any]]) -> str:
+    """The markdown table (and a line on the hardware)."""
+    lines = [
+        "| figure | measured | ratio / fraction | target | met |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, fn in ROWS.items():
+        if name not in results:
+            lines.append(f"| {name} | not measured (no results/{name}.json) | | | |")
+            continue
+        try:
+            rows = fn(results[name])
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            rows = [[name, f"unreadable result ({type(exc).__name__}: {exc})", "", "", ""]]
+        lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
+    dates = sorted({r.get("measured", "") for r in results.values() if r.get("measured")})
+    when = f"{dates[0]} .. {dates[-1]}" if dates else "unknown"
+    lines += [
+        "",
+        f"Hardware: {hardware(results)}. Measured {when}. Timings are medians of repeated runs; every ratio is "
+        "measured in one process. GPU figures are " + GPU_PENDING + " (`python benchmarks/run_all.py` on a GPU "
+        "machine writes them). Regenerate with `python benchmarks/run_all.py` (or `benchmarks/report.py`).",
+    ]
+    return "\n".join(lines)
+
+
+def write_readme(text: str, readme: Path = README) -> bool:
+    """Replace the text between the markers; False (nothing written) when they are missing."""
+    content = readme.read_text() if readme.exists() else ""
+    if START not in content or END not in content or content.index(START) > content.index(END):
+        return False
+    head, rest = content.split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{START}\n{text}\n{END}{tail}")
+    return True
+
+
+def main() -> int:
+    """Print the table; write it into the README unless ``--print``."""
+    text = render(load())
+    print(text)
+    if "--print" not in sys.argv:
+        if write_readme(text):
+            print(f"\nwrote the table into {README.name}")
+        else:
+            print(f"\n{README.name} has no '{START}' / '{END}' markers: table printed only", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The benchmark scripts still run at toy sizes (no timing assertions: figures come from run_all.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "benchmarks"
+
+
+@pytest.mark.parametrize("name", ["training", "inference", "fits"])
+def test_benchmark_runs_at_toy_size(name: str) -> None:
+    """Each script runs with NSBIFLOW_BENCH_QUICK=1 and writes its ``<name>_quick.json``."""
+    result = BENCH / "results" / f"{name}_quick.json"
+    before = result.stat().st_mtime_ns if result.exists() else 0
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / f"{name}.py")],
+        env={**os.environ, "NSBIFLOW_BENCH_QUICK": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert result.exists() and result.stat().st_mtime_ns > before
+    payload = json.loads(result.read_text())
+    assert payload["benchmark"] == f"{name}_quick"
+    assert payload["machine"]["cpus"]
+
+
+def test_report_renders_and_writes_only_between_markers(tmp_path: Path) -> None:
+    """report.py renders a table from result files and replaces only the marked README section."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import report
+    finally:
+        sys.path.remove(str(BENCH))
+    text = report.render(report.load())
+    assert text.startswith("| figure |")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.START}\nold\n{report.END}\noutro\n")
+    assert report.write_readme("TABLE", readme)
+    assert readme.read_text() == f"intro\n{report.START}\nTABLE\n{report.END}\noutro\n"
+    plain = tmp_path / "PLAIN.md"
+    plain.write_text("no markers\n")
+    assert not report.write_readme("TABLE", plain)
+    assert plain.read_text() == "no markers\n"
