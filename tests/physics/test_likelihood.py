@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from nsbiflow.physics import histfactory
+import nsbiflow.physics.histfactory as histfactory
 from nsbiflow.physics.likelihood import Code4, UnbinnedLikelihood
 from nsbiflow.physics.limits import ProfileLikelihood, analyse, cls
 from nsbiflow.physics.toy_model import ToyModel

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from nsbiflow.physics.errors import StageError
 from nsbiflow.physics.mlp import BatchedMLP, MLPConfig
-from nsbiflow.physics.training import Scaler, TrainedMember
+from nsbiflow.physics.training import Scaler, TrainedMember, pick_device
 
 MANIFEST = "ensemble.json"
 CURVES = "curves.json"
@@ -130,7 +130,7 @@ class Ensemble:
         for member in manifest["members"]:
             tensors = load_file(str(target / member["file"]))
             scaler = Scaler(mean=tensors.pop("scaler.mean").numpy(), std=tensors.pop("scaler.std").numpy())
-            model = BatchedMLP.from_member_states(mlp, [tensors])
+            model = BatchedMLP.from_member_states(mlp, [tensors]).to(pick_device())
             model.eval()
             models.append((model, scaler))
         if not models:
@@ -141,7 +141,8 @@ class Ensemble:
         """Log-ratio of each member on events ``x``, one member at a time (memory: one array of len(x))."""
         with torch.no_grad():
             for model, scaler in self.models:
-                out = model(torch.from_numpy(scaler(x)))[0].double().numpy()
+                device = next(model.parameters()).device
+                out = model(torch.from_numpy(scaler(x)).to(device))[0].double().cpu().numpy()
                 yield np.asarray(out)
 
     def log_ratio(self, x: NDArray[np.float64], aggregate: Aggregate = "mean") -> tuple[NDArray[Any], NDArray[Any]]:
