@@ -290,7 +290,9 @@ def test_step_template_matches_its_step_definition(rendered_scenarios: dict[str,
         params = {p["name"]: p for p in tpl.get("inputs", {}).get("parameters", [])}
         for pname, spec in step.get("parameters", {}).items():
             if spec.get("default") is not None:
-                assert yaml.safe_load(params[pname]["value"]) == spec["default"], (step["name"], pname)
+                value, expected = params[pname]["value"], spec["default"]
+                rendered = value if isinstance(expected, str) else yaml.safe_load(value)
+                assert rendered == expected, (step["name"], pname)
 
 
 def test_cpu_scenario_requests_no_gpu(rendered_scenarios: dict[str, Rendered]) -> None:

@@ -117,3 +117,17 @@ def test_render_keeps_types_and_formats_text() -> None:
     assert render("${{ params.n }}", scope) == 3
     assert render("run-${{ params.n }}", scope) == "run-3"
     assert render({"a": ["${{ params.l }}"]}, scope) == {"a": [[1, 2]]}
+
+
+def test_matrix_expansion_ignores_axis_order(tmp_path: Path, demo_workflow: Path) -> None:
+    data = yaml.safe_load(demo_workflow.read_text())
+    data["steps"]["square"]["with"]["chunk"] = "${{ index }}"
+    keys = []
+    for axes in ({"b": [0, 1], "a": ["x", "y"]}, {"a": ["x", "y"], "b": [0, 1]}):
+        data["steps"]["square"]["foreach"] = {"matrix": axes}
+        path = tmp_path / "wf" / "m.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        plan = load_plan(path)
+        assert plan.templates["square"] == ["square[x-0]", "square[x-1]", "square[y-0]", "square[y-1]"]
+        keys.append([step_key(plan.steps[i], {"numbers": ["sha256:" + "1" * 64]}) for i in plan.templates["square"]])
+    assert keys[0] == keys[1]

@@ -28,7 +28,7 @@ from nsbiflow.errors import ArtifactNotFoundError, CorruptArtifactError, Nsbiflo
 from nsbiflow.spec.catalog import StepCatalog
 from nsbiflow.spec.models import NAME_PATTERN, StepDefinition, Workflow
 from nsbiflow.store import ArtifactRef, ArtifactStore, RunManifest
-from nsbiflow.store.digest import canonical_json, digest_file
+from nsbiflow.store.digest import digest_file, ordered_json
 
 _REQUIREMENT_NAME = re.compile(r"^[A-Za-z0-9._-]+")
 
@@ -155,7 +155,7 @@ def preserve_run(store: ArtifactStore, run_id: str, name: str) -> tuple[str, Arc
             blobs.setdefault(digest, f"code {template}/{relative}")
 
     document = archived_document(workflow_yaml, manifest.parameters, {(e.step, e.input): e.path for e in externals})
-    document_blob = store.put_bytes(canonical_json(document))
+    document_blob = store.put_bytes(ordered_json(document))
     blobs.setdefault(document_blob, "archived workflow document")
 
     steps: dict[str, ArchivedStep] = {}

@@ -28,7 +28,7 @@ from nsbiflow.backends.local.progress import Progress
 from nsbiflow.engine.plan import Plan, load_plan
 from nsbiflow.errors import ExecutionError, SpecError
 from nsbiflow.store import ArtifactStore, CacheEntry, RunManifest
-from nsbiflow.store.digest import canonical_json
+from nsbiflow.store.digest import ordered_json
 
 
 @dataclass
@@ -153,7 +153,7 @@ def reinterpret(
         created=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
         patch=operations,
         changed=changed,
-        workflow_document=store.put_bytes(canonical_json(patched)),
+        workflow_document=store.put_bytes(ordered_json(patched)),
         run_id=manifest.run_id,
         reused=reused,
         reran=reran,

@@ -197,7 +197,8 @@ class _Planner:
                 items: list[Any] = list(range(*bounds))
             elif isinstance(spec, MatrixSpec):
                 axes: dict[str, list[Any]] = {}
-                for axis, values in spec.matrix.items():
+                # axes in name order: the expansion (and `index`) must not depend on YAML key order
+                for axis, values in sorted(spec.matrix.items()):
                     rendered = render(values, scope)
                     if not isinstance(rendered, list):
                         self.fail((*loc, "matrix", axis), f"matrix axis {axis!r} must be a list, got {rendered!r}")

@@ -87,7 +87,8 @@ def _open_parquet(path: Path) -> pq.ParquetFile:
     if not path.exists():
         raise StageError(f"{path}: no such file; check the input binding")
     try:
-        return pq.ParquetFile(str(path))
+        # pre_buffer=False: do not read ahead the whole file, so streaming memory stays flat in file size
+        return pq.ParquetFile(str(path), pre_buffer=False)
     except (pa.ArrowInvalid, OSError) as exc:
         raise StageError(f"{path.name}: not a readable Parquet file ({exc}); regenerate or convert it") from None
 

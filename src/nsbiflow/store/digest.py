@@ -35,6 +35,11 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
+def ordered_json(value: Any) -> bytes:
+    """Compact JSON that keeps mapping order (for documents whose order is meaningful, like a workflow)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
 def digest_json(value: Any) -> str:
     """Digest of a value's canonical JSON form."""
     return digest_bytes(canonical_json(value))
