@@ -108,6 +108,7 @@ class ArtifactStore:
                     f"blob {digest} in {self.uri} is corrupted (its content hashes to {actual}); "
                     "it was not used: delete it and re-run to regenerate it"
                 )
+            tmp.chmod(0o644)
             os.replace(tmp, destination)
         finally:
             tmp.unlink(missing_ok=True)

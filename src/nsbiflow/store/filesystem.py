@@ -45,6 +45,7 @@ class FilesystemBackend:
                 handle.flush()
                 if self.fsync:
                     os.fsync(handle.fileno())
+            os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; stored content is not private to one process
             os.replace(tmp_name, target)
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
