@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
 from nsbiflow import __version__
 from nsbiflow.errors import NsbiflowError, SpecError
+
+STORE_OPTION = click.option(
+    "--store", "store_uri", metavar="URI", help="folder or s3://bucket/prefix [$NSBIFLOW_STORE, ./.nsbiflow]"
+)
+"""The artifact store option every store-using command shares."""
+
+STEPS_OPTION = click.option(
+    "--steps",
+    "steps_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="extra folders with step definitions (<name>/step.yaml)",
+)
+"""Extra step-definition folders, for every command that loads a workflow."""
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import click
 
-from nsbiflow.cli.app import cli
+from nsbiflow.cli.app import STORE_OPTION, cli
 from nsbiflow.cli.local import resolve_run_id
-
-STORE_OPTION = click.option("--store", "store_uri", metavar="URI", help="folder or s3://bucket/prefix")
 
 
 @cli.command()

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from nsbiflow.cli.app import cli
+from nsbiflow.cli.app import STEPS_OPTION, cli
 
 DEFAULT_NAMESPACE = "nsbiflow"
 
@@ -43,7 +43,7 @@ def _client(server: str | None, namespace: str | None, insecure: bool, default_n
 @_server_options
 @click.option("--profile", type=click.Path(path_type=Path, dir_okay=False), help="cluster profile YAML")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="override a workflow parameter")
-@click.option("--steps", "steps_dirs", multiple=True, type=click.Path(path_type=Path, file_okay=False))
+@STEPS_OPTION
 @click.option("--upload-inputs", is_flag=True, help="store the workflow's input files ({path: ...}) in the "
               "profile's store first (S3 credentials from AWS_* variables)")  # fmt: skip
 @click.option("--watch", "follow", is_flag=True, help="watch the workflow until it finishes")

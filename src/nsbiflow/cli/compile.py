@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from nsbiflow.cli.app import cli
+from nsbiflow.cli.app import STEPS_OPTION, cli
 from nsbiflow.cli.local import parse_sets
 from nsbiflow.errors import UsageError
 
@@ -34,7 +34,7 @@ from nsbiflow.errors import UsageError
     show_default=True,
     help="yadage: docker-encapsulated environments (REANA) or local processes",
 )
-@click.option("--steps", "steps_dirs", multiple=True, type=click.Path(path_type=Path, file_okay=False))
+@STEPS_OPTION
 def compile_command(
     file: Path,
     target: str,

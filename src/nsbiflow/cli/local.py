@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from nsbiflow.cli.app import cli
+from nsbiflow.cli.app import STEPS_OPTION, STORE_OPTION, cli
 from nsbiflow.errors import SpecError, UsageError
 
 
@@ -25,13 +25,7 @@ def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--steps",
-    "steps_dirs",
-    multiple=True,
-    type=click.Path(path_type=Path, file_okay=False),
-    help="extra folders with step definitions (<name>/step.yaml)",
-)
+@STEPS_OPTION
 def validate(files: tuple[Path, ...], steps_dirs: tuple[Path, ...]) -> None:
     """Check workflow files: structure, step definitions, references, fan-out and cycles."""
     from nsbiflow.engine.plan import load_plan
@@ -51,16 +45,10 @@ def validate(files: tuple[Path, ...], steps_dirs: tuple[Path, ...]) -> None:
 @cli.command()
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="override a workflow parameter")
-@click.option("--store", "store_uri", metavar="URI", help="folder or s3://bucket/prefix [$NSBIFLOW_STORE, ./.nsbiflow]")
+@STORE_OPTION
 @click.option("--jobs", "-j", type=click.IntRange(min=1), help="steps/cores to use at once [all cores]")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary as the last line of stdout")
-@click.option(
-    "--steps",
-    "steps_dirs",
-    multiple=True,
-    type=click.Path(path_type=Path, file_okay=False),
-    help="extra folders with step definitions",
-)
+@STEPS_OPTION
 @click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), help="where step work directories go")
 @click.option("--keep-workdirs", is_flag=True, help="keep step work directories after success")
 @click.option(
@@ -106,7 +94,7 @@ def run(
 
 
 @cli.command()
-@click.option("--store", "store_uri", metavar="URI", help="folder or s3://bucket/prefix")
+@STORE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per run")
 def runs(store_uri: str | None, as_json: bool) -> None:
     """List the runs in the store, newest last."""
@@ -139,7 +127,7 @@ def runs(store_uri: str | None, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("run_id")
-@click.option("--store", "store_uri", metavar="URI", help="folder or s3://bucket/prefix")
+@STORE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="print the whole manifest as JSON")
 @click.option("--log", "log_step", metavar="STEP", help="print the log of one step")
 def show(run_id: str, store_uri: str | None, as_json: bool, log_step: str | None) -> None:
