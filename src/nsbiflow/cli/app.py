@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,15 @@ class NsbiflowGroup(click.Group):
             fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             fail("interrupted; finished steps are kept in the store, run again to resume", 130)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # a bug: still one line, the traceback on request
+            if os.environ.get("NSBIFLOW_DEBUG") == "1":
+                raise
+            fail(
+                f"internal error: {type(exc).__name__}: {exc} (please report it; NSBIFLOW_DEBUG=1 shows the traceback)",
+                70,
+            )
 
 
 @click.group(cls=NsbiflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
