@@ -2,12 +2,13 @@
 
 Each case (events, members, method) runs in a fresh subprocess, so that its peak memory is its own: the
 process builds an ensemble of random members (the default 3x64 MLP; weights do not change the cost) and an
-events file, resets the kernel's peak-RSS counter (``/proc/self/clear_refs``), runs, and reports the
-increase of the peak resident set over the resident set before the run (and, on CUDA, the peak of
-``torch.cuda.max_memory_allocated``). Methods:
+events file, warms up on two chunks of events, resets the kernel's peak-RSS counter (``/proc/self/clear_refs``),
+runs, and reports the increase of the peak resident set over the resident set before the run (and, on CUDA,
+the peak of ``torch.cuda.max_memory_allocated``). Methods:
 
 ``project``  the infer stage's code path, ``nsbiflow.physics.inference.infer_file``: Parquet read and written
-             one chunk at a time, members evaluated one after the other (Welford mean and spread);
+             one chunk at a time, members evaluated one after the other in tiles of 8192 events (Welford mean
+             and spread); on CUDA the members are stacked in groups of 32 (``Ensemble.load``, fp32);
 ``stacked``  a prototype: the members stacked into one ``BatchedMLP`` (``from_member_states``) on the device,
              evaluated in (member group x event chunk) tiles with bf16 autocast on CUDA, mean and spread from
              running sums -- reading the same file with ``iter_events``.
@@ -164,10 +165,12 @@ def case(events_n: int, members: int, method: str, repeats: int) -> dict[str, An
     folder = Path(tempfile.mkdtemp(prefix="nsbi-bench-infer-"))
     collection = make_ensemble(folder / "ens", members)
     events = make_events(folder / "events.parquet", events_n)
-    warm = make_events(folder / "warm.parquet", 1_000, seed=1)
+    # warm-up on two full chunks: pages in the libraries and sizes the allocators' caches for full-size chunks and
+    # tiles, so that the peak measured next is what the run adds (and grows with the events only if it leaks)
+    warm = make_events(folder / "warm.parquet", min(2 * CHUNK, events_n), seed=1)
     out = folder / "out.parquet"
     fn = {"project": run_project, "stacked": run_stacked}[method]
-    fn(warm, collection, out)  # warm-up on a small file: pages in the libraries, builds the kernels
+    fn(warm, collection, out)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     import pyarrow as pa
@@ -227,6 +230,8 @@ def main() -> None:
     q = quick()
     gpu = _has_cuda()
     grid = [(2_000, 2), (20_000, 2)] if q else [(100_000, 16), (1_000_000, 16), (100_000, 128), (1_000_000, 128)]
+    if not q:
+        grid.append((10_000_000, 16))  # the decisive check: holding 1e7 events would add ~0.5 GB
     results = []
     for events_n, members in grid:
         for method in ("project", "stacked"):
@@ -256,7 +261,8 @@ def main() -> None:
     def find(method: str, events_n: int, members: int) -> dict[str, Any]:
         return next(r for r in results if (r["method"], r["events"], r["members"]) == (method, events_n, members))
 
-    lo_n, hi_n = min(n for n, _ in grid), max(n for n, _ in grid)
+    lo_n = min(n for n, _ in grid)
+    hi_n = 10 * lo_n
 
     def ratio(field: str) -> dict[str, float]:
         return {
@@ -268,6 +274,22 @@ def main() -> None:
 
     flat = ratio("peak_rss_increase_bytes")
     flat_traced = ratio("peak_traced_plus_arrow_bytes")
+    # peak RSS added by 10x more events at the largest size, against what holding those events would take
+    # (the input columns alone: 5 observables + weight, float64)
+    top_n = max(n for n, _ in grid)
+    top_k = next(k for n, k in grid if n == top_n)
+    growth: dict[str, float] = {}
+    if top_n > hi_n:
+        extra = find("project", top_n, top_k)["peak_rss_increase_bytes"]
+        extra -= find("project", top_n // 10, top_k)["peak_rss_increase_bytes"]
+        held = (top_n - top_n // 10) * 6 * 8
+        growth = {
+            "events": top_n,
+            "members": top_k,
+            "peak_rss_growth_bytes": extra,
+            "holding_the_extra_events_bytes": held,
+            "fraction_of_holding": extra / held,
+        }
     best = max(results, key=lambda r: r["member_events_per_s"])
     n_params = sum(a * b + b for a, b in zip([5, *HIDDEN], [*HIDDEN, 1], strict=True))
     target_pairs = 1e4 * 1e6
@@ -275,7 +297,12 @@ def main() -> None:
     summary: dict[str, Any] = {
         "peak_memory_ratio_10x_events": flat,
         "peak_traced_memory_ratio_10x_events": flat_traced,
-        "memory_flat_in_events": all(v < 1.25 for v in flat_traced.values()) if not q else None,
+        "peak_rss_growth_at_largest_10x": growth,
+        "memory_flat_in_events": (
+            all(v < 1.25 for v in flat_traced.values()) and growth.get("fraction_of_holding", 1.0) < 0.1
+            if not q
+            else None
+        ),
         "stacked_speedup_vs_project": {
             f"{r['events']}x{r['members']}": r["member_events_per_s"]
             / find("project", r["events"], r["members"])["member_events_per_s"]
@@ -294,6 +321,12 @@ def main() -> None:
     }
     print(f"peak RSS increase at 10x the events (same members): {flat}")
     print(f"peak traced numpy/Python + Arrow pool memory at 10x the events: {flat_traced}")
+    if growth:
+        print(
+            f"peak RSS growth from {top_n // 10:.0e} to {top_n:.0e} events (x{top_k}): "
+            f"{growth['peak_rss_growth_bytes'] / 2**20:+.0f} MiB; holding them: "
+            f"{growth['holding_the_extra_events_bytes'] / 2**20:.0f} MiB"
+        )
     proj = summary["projection_1e4_networks_1e6_events"]
     print(
         f"1e4 networks x 1e6 events: {proj['seconds_at_best_measured_rate_here'] / 3600:.1f} h at the best rate here "

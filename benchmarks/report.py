@@ -43,6 +43,8 @@ def training_rows(r: dict[str, Any]) -> list[list[str]]:
     gpu = r.get("device", "cpu") != "cpu"
     best_small = max((k for k in s if "batched" in k), key=lambda k: s[k]["speedup_vs_loop"])
     trainer_big = summary.get("best_trainer_setting_4x1000", "trainer")
+    batch = big.get("trainer_batch", big["batch"])
+    other = trainer_big != "trainer"
     rows = [
         [
             f"1 training, {small['case']}, K={small['members']}",
@@ -55,11 +57,11 @@ def training_rows(r: dict[str, Any]) -> list[list[str]]:
         ],
         [
             f"1 training, {big['case']}, K={big['members']}",
-            f"trainer {_num(b['trainer']['member_events_per_s'])} member-events/s (batch {big['batch']}); "
-            f"{trainer_big} {_num(b[trainer_big]['member_events_per_s'])}; matmul limit "
-            f"{r['matmul_flops_fp32'] / 1e9:.0f} GFLOP/s",
-            f"{b['trainer']['fraction_of_matmul']:.0%} of matmul (batch {big['batch']}); "
-            f"{b[trainer_big]['fraction_of_matmul']:.0%} ({trainer_big})",
+            f"trainer {_num(b['trainer']['member_events_per_s'])} member-events/s (default batch {batch}); "
+            + (f"{trainer_big} {_num(b[trainer_big]['member_events_per_s'])}; " if other else "")
+            + f"matmul limit {r['matmul_flops_fp32'] / 1e9:.0f} GFLOP/s",
+            f"{b['trainer']['fraction_of_matmul']:.0%} of matmul (default batch {batch})"
+            + (f"; {b[trainer_big]['fraction_of_matmul']:.0%} ({trainer_big})" if other else ""),
             "CPU: >= 50% of matmul" + ("; GPU: >= 40%" if gpu else ""),
             _met(b[trainer_big]["fraction_of_matmul"] >= (0.4 if gpu else 0.5))
             + ("" if b["trainer"]["fraction_of_matmul"] >= 0.5 else " (default batch: **no**)"),
@@ -69,6 +71,16 @@ def training_rows(r: dict[str, Any]) -> list[list[str]]:
         rows.append(["1 training on GPU (TF32/bf16, batched, large batch)", GPU_PENDING, "", "10x loop; 40% of matmul",
                      GPU_PENDING])  # fmt: skip
     return rows
+
+
+def _growth(g: dict[str, Any]) -> str:
+    if not g:
+        return ""
+    return (
+        f"; {g['events'] // 10:.0e} -> {g['events']:.0e} events (x{g['members']}): peak RSS "
+        f"{g['peak_rss_growth_bytes'] / 2**20:+.0f} MiB "
+        f"(holding them: {g['holding_the_extra_events_bytes'] / 2**20:.0f} MiB)"
+    )
 
 
 def inference_rows(r: dict[str, Any]) -> list[list[str]]:
@@ -94,7 +106,8 @@ def inference_rows(r: dict[str, Any]) -> list[list[str]]:
             "allocations at 10x events: "
             + ", ".join(f"{k} {v:.2f}x" for k, v in flat.items())
             + "; peak RSS: "
-            + ", ".join(f"{k} {v:.2f}x" for k, v in rss.items()),
+            + ", ".join(f"{k} {v:.2f}x" for k, v in rss.items())
+            + _growth(summary.get("peak_rss_growth_at_largest_10x") or {}),
             "memory flat in events",
             _met(summary.get("memory_flat_in_events")),
         ],

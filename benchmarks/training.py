@@ -1,12 +1,13 @@
 """Figure 1: ensemble training throughput (member-events per second) and the fraction of the machine's limit.
 
 Three ways of training the same K members of the same MLP on the same events for the same number of epochs
-(batch 512, Adam, a holdout evaluation per epoch), timed one after the other in this process:
+(Adam, a holdout evaluation per epoch; batch 512 unless named), timed one after the other in this process:
 
 (a) ``loop``: a plain per-member loop of ``torch.nn.Sequential`` models, tensors indexed in memory (the
     strongest simple baseline; a ``DataLoader`` over a ``TensorDataset`` would be several times slower);
 (b) ``trainer``: the project's ``nsbiflow.physics.training.train_ensemble`` (``mode="auto"``: one member at a
-    time on a CPU, all members in one batched model on a GPU), and ``trainer-batched`` (``mode="batched"``);
+    time on a CPU, all members in one batched model on a GPU), and ``trainer-batched`` (``mode="batched"``),
+    both at the trainer's default batch size (width-aware: 2048 for layers of >= 512 units, else 512);
 (c) ``fast-batched``: a prototype of the GPU recipe -- members stacked in the project's ``BatchedMLP``, data
     kept on the device, large batches, fused Adam, TF32 and bf16 autocast on CUDA, optional ``torch.compile``
     (``--compile``) -- to show what the trainer gains from these settings.
@@ -138,8 +139,10 @@ def plain_loop(data: Data, hidden: list[int], members: int, epochs: int, dev: to
     sync(dev)
 
 
-def project_trainer(data: Data, hidden: list[int], members: int, epochs: int, mode: str, batch: int = BATCH) -> int:
-    """(b) The project's trainer; returns the number of epochs it ran (all of them: no early stop)."""
+def project_trainer(
+    data: Data, hidden: list[int], members: int, epochs: int, mode: str, batch: int | None = None
+) -> int:
+    """(b) The project's trainer (``batch`` None: its default); returns the number of epochs it ran (all)."""
     from nsbiflow.physics.training import TrainConfig, train_ensemble
 
     config = TrainConfig(
@@ -186,6 +189,13 @@ def fast_batched(
     sync(dev)
 
 
+def trainer_default_batch(hidden: list[int]) -> int:
+    """The batch size the project's trainer uses by default for this MLP."""
+    from nsbiflow.physics.training import TrainConfig
+
+    return TrainConfig(hidden=hidden).effective_batch_size
+
+
 def measure_case(
     name: str, hidden: list[int], members: int, per_class: int, epochs: int, dev: torch.device,
     mm_samples: list[float], repeats: int, compile_model: bool, big_batch: int | None,
@@ -207,8 +217,10 @@ def measure_case(
         "trainer-batched": lambda: project_trainer(data, hidden, members, epochs, "batched"),
         "fast-batched": lambda: fast_batched(data, hidden, members, epochs, dev, BATCH),
     }
-    if big_batch:
+    trainer_batch = trainer_default_batch(hidden)
+    if big_batch and big_batch != trainer_batch:
         methods[f"trainer-b{big_batch}"] = lambda: project_trainer(data, hidden, members, epochs, "auto", big_batch)
+    if big_batch:
         methods[f"fast-batched-b{big_batch}"] = lambda: fast_batched(data, hidden, members, epochs, dev, big_batch)
     if compile_model:
         methods["fast-batched-compiled"] = lambda: fast_batched(data, hidden, members, epochs, dev, BATCH, True)
@@ -231,8 +243,8 @@ def measure_case(
         entry["speedup_vs_loop"] = loop_s / entry["seconds"]
     return {
         "case": name, "hidden": hidden, "members": members, "events": 2 * per_class, "train_events": data.n_train,
-        "epochs": epochs, "batch": BATCH, "macs_per_event": macs, "member_events": member_events,
-        "model_flops": flops, "methods": results,
+        "epochs": epochs, "batch": BATCH, "trainer_batch": trainer_batch, "macs_per_event": macs,
+        "member_events": member_events, "model_flops": flops, "methods": results,
     }  # fmt: skip
 
 

@@ -35,6 +35,15 @@ _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
+def plain_state(weights: list[torch.Tensor], biases: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """One member's plain state dict (on the CPU) from its (in, out) weights and (1, out) biases."""
+    state: dict[str, torch.Tensor] = {}
+    for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        state[f"layers.{i}.weight"] = w.t().contiguous().cpu().clone()
+        state[f"layers.{i}.bias"] = b[0].contiguous().cpu().clone()
+    return state
+
+
 class BatchedMLP(nn.Module):
     """K MLPs with identical architecture evaluated together: input (K, B, n_inputs) -> logits (K, B)."""
 
@@ -65,11 +74,7 @@ class BatchedMLP(nn.Module):
 
     def member_state(self, k: int) -> dict[str, torch.Tensor]:
         """Member ``k`` as a plain state dict (``layers.{i}.weight`` (out, in), ``layers.{i}.bias``)."""
-        state: dict[str, torch.Tensor] = {}
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            state[f"layers.{i}.weight"] = w[k].detach().t().contiguous().cpu().clone()
-            state[f"layers.{i}.bias"] = b[k, 0].detach().contiguous().cpu().clone()
-        return state
+        return plain_state([w[k].detach() for w in self.weights], [b[k].detach() for b in self.biases])
 
     @classmethod
     def from_member_states(cls, config: MLPConfig, states: list[dict[str, torch.Tensor]]) -> BatchedMLP:

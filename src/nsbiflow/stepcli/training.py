@@ -23,7 +23,7 @@ class TrainRatioConfig(BaseModel):
     hidden: list[int] = Field(default_factory=lambda: [64, 64, 64])
     activation: str = "silu"
     lr: float = 2e-3
-    batch_size: int = 512
+    batch_size: int = 0  # 0: 2048 for layers >= 512 wide, else 512
     max_epochs: int = 40
     patience: int = 5
     folds: int = 5
