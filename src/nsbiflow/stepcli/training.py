@@ -89,7 +89,7 @@ def train_ratio(io: StageIO) -> None:
 @stage("gather-ensemble", outputs=("ensemble",))
 def gather_ensemble(io: StageIO) -> None:
     """Merge the chunk outputs of train-ratio (one --in chunks=DIR per chunk) into one collection."""
-    from nsbiflow.physics.ensemble import gather
+    from nsbiflow.physics.collection import gather
 
     counts = gather(io.input_list("chunks"), io.output("ensemble"))
     with Progress("gather-ensemble") as bar:

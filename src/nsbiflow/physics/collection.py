@@ -1,0 +1,61 @@
+"""Ensemble collections on disk, without torch: the layout, the labels, and merging chunks (``gather``).
+
+Kept free of torch so the gather stage starts in a fraction of a second (it only copies files and merges
+JSON); loading and evaluating members is in ``ensemble.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from nsbiflow.physics.errors import StageError
+
+MANIFEST = "ensemble.json"
+CURVES = "curves.json"
+
+
+def labels_in(directory: Path) -> list[str]:
+    """Labels of a collection directory (sorted)."""
+    return sorted(p.parent.name for p in directory.glob(f"*/{MANIFEST}"))
+
+
+def gather(chunks: Sequence[Path], out: Path) -> dict[str, int]:
+    """Merge chunk collections into ``out``; returns the member count per label.
+
+    Members must have unique names within a label (chunks get disjoint member ids) and one architecture.
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    curves: dict[str, dict[str, Any]] = {}
+    for chunk in chunks:
+        found = labels_in(chunk)
+        if not found:
+            raise StageError(f"{chunk}: no '<label>/{MANIFEST}' found; is this a train-ratio output?")
+        for label in found:
+            manifest = json.loads((chunk / label / MANIFEST).read_text())
+            target = out / label
+            target.mkdir(parents=True, exist_ok=True)
+            if label not in merged:
+                merged[label] = {**manifest, "members": []}
+                curves[label] = {}
+            elif manifest["mlp"] != merged[label]["mlp"]:
+                raise StageError(
+                    f"{chunk}/{label}: architecture differs from the other chunks; retrain with one config"
+                )
+            names = {m["name"] for m in merged[label]["members"]}
+            for member in manifest["members"]:
+                if member["name"] in names:
+                    raise StageError(
+                        f"{chunk}/{label}: member {member['name']} appears twice; give each chunk its own 'chunk' index"
+                    )
+                shutil.copyfile(chunk / label / member["file"], target / member["file"])
+                merged[label]["members"].append(member)
+            curves[label].update(json.loads((chunk / label / CURVES).read_text()))
+    for label, manifest in merged.items():
+        manifest["members"].sort(key=lambda m: m["name"])
+        (out / label / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        (out / label / CURVES).write_text(json.dumps(curves[label], sort_keys=True) + "\n")
+    return {label: len(m["members"]) for label, m in merged.items()}
