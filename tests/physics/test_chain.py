@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from safetensors.torch import load_file, save_file
 
-from tests.physics.conftest import DENOMINATOR, Chain, generate_sample, run_step, train
+from tests.physics.conftest import DENOMINATOR, Chain, generate_sample, must, run_step, train
 
 
 def test_results_follow_the_output_contract(chain: Chain) -> None:
@@ -103,3 +103,81 @@ def test_calibrate_passes_the_trained_ensembles(chain: Chain) -> None:
         assert metrics["passed"], metrics["failures"]
         assert abs(metrics["normalisation"] - 1) < 0.1
         assert (chain.root / f"report-{label}" / f"closure_{label}.png").exists()
+
+
+def test_inference_split_by_ensemble_gives_the_same_results(chain: Chain, tmp_path: Path) -> None:
+    """``infer`` run once per ensemble group (as the toy workflow does, so a new signal re-evaluates only its
+    own ensemble) and ``limits`` on both folders give the single-``infer`` results exactly."""
+    data = chain.events("observed").parent / "observed.parquet"
+    groups = {
+        "signal": (["signal"], ["signal", "background", "reference"]),
+        "background": (
+            ["background", "background_up", "background_down"],
+            ["background", "background_up", "background_down", "reference"],
+        ),
+    }
+    folders = []
+    for name, (labels, samples) in groups.items():
+        folder = tmp_path / f"ratios-{name}"
+        folder.mkdir()
+        ensembles = tmp_path / f"ensembles-{name}"
+        ensembles.mkdir()
+        for label in labels:  # a collection with only this group's labels
+            shutil.copytree(chain.ensemble(label) / label, ensembles / label)
+        must(
+            run_step(
+                "infer",
+                {"batch_size": 2500},
+                [
+                    ("ensembles", ensembles),
+                    ("support", chain.root / "support"),
+                    ("data", data),
+                    *[("samples", chain.events(p, "holdout")) for p in samples],
+                ],
+                {"ratios": folder},
+            )
+        )
+        folders.append(folder)
+    background_table = pq.read_table(folders[1] / "observed.parquet")
+    assert "exact_logr_background_up" in background_table.column_names  # exact without the signal's metadata
+    assert not any("signal" in c for c in background_table.column_names)
+    (tmp_path / "plots").mkdir()
+    results = tmp_path / "results.json"
+    must(
+        run_step(
+            "limits",
+            {"mu_injected": 1.0},
+            [("ratios", folder) for folder in folders],
+            {"results": results, "workspace": tmp_path / "workspace.json", "plots": tmp_path / "plots"},
+        )
+    )
+    split, single = json.loads(results.read_text()), json.loads(chain.results.read_text())
+    for method in ("exact", "nsbi", "histogram"):
+        assert split[method] == single[method], method
+
+
+def test_limits_refuses_an_ensemble_bound_twice(chain: Chain, tmp_path: Path) -> None:
+    (tmp_path / "plots").mkdir()
+    run = run_step(
+        "limits",
+        {},
+        [("ratios", chain.ratios), ("ratios", chain.ratios)],
+        {"results": tmp_path / "r.json", "workspace": tmp_path / "w.json", "plots": tmp_path / "plots"},
+    )
+    assert run.exit_code != 0
+    assert "has 'logr_signal' again; bind each ensemble's ratios once" in run.stderr
+
+
+def test_infer_without_the_denominator_sample_says_so(chain: Chain, tmp_path: Path) -> None:
+    run = run_step(
+        "infer",
+        {},
+        [
+            ("ensembles", chain.ensemble("signal")),
+            ("data", chain.events("observed").parent / "observed.parquet"),
+            ("samples", chain.events("signal", "holdout")),
+        ],
+        {"ratios": tmp_path},
+    )
+    assert run.exit_code != 0
+    assert "no 'reference' sample is among the inputs; add it to samples or set normalise: false" in run.stderr

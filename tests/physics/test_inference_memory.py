@@ -63,6 +63,8 @@ def test_infer_peak_memory_is_flat_in_events(tmp_path: Path) -> None:
                 "infer",
                 "--param",
                 "batch_size=10000",
+                "--param",
+                "normalise=false",
                 "--in",
                 f"ensembles={ens}",
                 "--in",

@@ -80,8 +80,10 @@ def test_training_is_deterministic_and_keeps_the_best_epoch() -> None:
         assert a.state["layers.0.weight"].device.type == "cpu"
 
 
-def test_ensemble_evaluation_in_tiles_matches_one_pass(tmp_path: Path) -> None:
-    from nsbiflow.physics.ensemble import EVAL_TILE
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_ensemble_evaluation_in_tiles_matches_one_pass(tmp_path: Path, backend: str) -> None:
+    """Both CPU paths (numpy without torch, the torch member loop) give the batched model's logits."""
+    from nsbiflow.physics.ensemble_torch import EVAL_TILE
     from nsbiflow.physics.training import Scaler, TrainedMember
 
     torch.manual_seed(0)
@@ -90,7 +92,8 @@ def test_ensemble_evaluation_in_tiles_matches_one_pass(tmp_path: Path) -> None:
     members = [TrainedMember(f"member_{k:04d}", batched.member_state(k), {"member_id": k}) for k in range(2)]
     scaler = Scaler(mean=np.zeros(5, np.float32), std=np.ones(5, np.float32))
     save_members(tmp_path, "s", members, scaler, config, {})
-    ens = Ensemble.load(tmp_path, "s")
+    ens = Ensemble.load(tmp_path, "s", backend=backend)  # type: ignore[arg-type]
+    assert (ens.torch_members is None) == (backend == "numpy")
     x = np.random.default_rng(0).normal(size=(2 * EVAL_TILE + 17, 5))
     with torch.no_grad():
         direct = batched(torch.from_numpy(x.astype(np.float32))).double().numpy()
@@ -100,7 +103,7 @@ def test_ensemble_evaluation_in_tiles_matches_one_pass(tmp_path: Path) -> None:
 
 def test_stacked_evaluation_matches_the_member_loop(tmp_path: Path) -> None:
     """The stacked path (the default on CUDA) gives the member loop's log-ratios."""
-    from nsbiflow.physics.ensemble import STACK_GROUP
+    from nsbiflow.physics.ensemble_torch import STACK_GROUP
     from nsbiflow.physics.training import Scaler, TrainedMember
 
     torch.manual_seed(1)
@@ -110,9 +113,10 @@ def test_stacked_evaluation_matches_the_member_loop(tmp_path: Path) -> None:
     members = [TrainedMember(f"member_{j:04d}", batched.member_state(j), {"member_id": j}) for j in range(k)]
     scaler = Scaler(mean=np.full(5, 0.1, np.float32), std=np.full(5, 2.0, np.float32))
     save_members(tmp_path, "s", members, scaler, config, {})
-    loop = Ensemble.load(tmp_path, "s", stack=False)
-    stacked = Ensemble.load(tmp_path, "s", stack=True)
-    assert not loop.stacked and len(stacked.stacked) == 2
+    loop = Ensemble.load(tmp_path, "s", backend="torch", stack=False)
+    stacked = Ensemble.load(tmp_path, "s", backend="torch", stack=True)
+    assert loop.torch_members is not None and stacked.torch_members is not None
+    assert not loop.torch_members.stacked and len(stacked.torch_members.stacked) == 2
     x = np.random.default_rng(1).normal(size=(1000, 5))
     for a, b in zip(loop.member_log_ratios(x), stacked.member_log_ratios(x), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

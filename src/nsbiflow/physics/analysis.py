@@ -7,7 +7,8 @@ the binned templates and the background-only Asimov dataset.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,49 @@ def read_table(path: Path) -> Table:
         else np.ones(table.num_rows, bool)
     )
     return Table(path.name, cols, read_metadata(path))
+
+
+def read_ratio_folders(folders: Sequence[Path]) -> tuple[dict[str, Table], dict[str, Any]]:
+    """The per-process tables of one or several ``infer`` outputs, merged, and their merged ``inference.json``.
+
+    Each folder may hold other ensembles (``infer`` split by ensemble, so that a reinterpretation re-runs only
+    the signal's); the event columns (observables, weights, support flag) must then agree, as they do when
+    every folder evaluated the same event files.
+    """
+    tables: dict[str, Table] = {}
+    info: dict[str, Any] = {}
+    for folder in folders:
+        for path in sorted(folder.glob("*.parquet")):
+            table = read_table(path)
+            if path.stem in tables:
+                _merge_into(tables[path.stem], table, folder)
+            else:
+                tables[path.stem] = table
+        if (folder / "inference.json").exists():
+            part = json.loads((folder / "inference.json").read_text())
+            for key, value in part.items():
+                if isinstance(value, dict):
+                    info.setdefault(key, {}).update(value)
+                elif key == "exact":
+                    info[key] = bool(info.get(key, True)) and bool(value)
+                else:
+                    info[key] = value
+    return tables, info
+
+
+def _merge_into(target: Table, extra: Table, folder: Path) -> None:
+    for name, column in extra.columns.items():
+        if name not in target.columns:
+            target.columns[name] = column
+        elif name.startswith(("logr_", "exact_logr_")):
+            raise StageError(f"limits: {folder.name}/{extra.name} has '{name}' again; bind each ensemble's ratios once")
+        elif not np.array_equal(target.columns[name], column):
+            raise StageError(
+                f"limits: {folder.name}/{extra.name}: column '{name}' differs from another ratios folder's; "
+                "evaluate every ensemble on the same event files"
+            )
+    if isinstance(target.meta, dict) and isinstance(extra.meta, dict):
+        target.meta["labels"] = sorted({*target.meta.get("labels", []), *extra.meta.get("labels", [])})
 
 
 def _efficiency(t: Table) -> float:

@@ -6,33 +6,36 @@ A collection directory holds one sub-directory per label (``signal``, ``backgrou
     <label>/member_0003.safetensors  weights of one member + its input scaler (``scaler.mean``/``scaler.std``)
     <label>/curves.json            training and holdout loss per epoch, per member
 
-A training chunk writes a collection with one label; ``gather`` merges chunks member by member.
+A training chunk writes a collection with one label; ``gather`` merges chunks member by member. Members are
+evaluated with numpy on a CPU (no torch import: ``forward.py`` says why) and with torch on a CUDA device
+(``ensemble_torch.py``).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
-from safetensors.torch import load_file, save_file
+from safetensors.numpy import load_file, save_file
 
 from nsbiflow.physics.collection import CURVES, MANIFEST, gather, labels_in
 from nsbiflow.physics.errors import StageError
-from nsbiflow.physics.mlp import BatchedMLP, MLPConfig
-from nsbiflow.physics.training import Scaler, TrainedMember, pick_device
+from nsbiflow.physics.forward import NumpyMember, Scaler, evaluation_device
+
+if TYPE_CHECKING:
+    from nsbiflow.physics.ensemble_torch import TorchMembers
+    from nsbiflow.physics.mlp import MLPConfig
+    from nsbiflow.physics.training import TrainedMember
 
 __all__ = ["CURVES", "MANIFEST", "Ensemble", "gather", "labels_in", "save_members"]
 
 Aggregate = Literal["mean", "median"]
-EVAL_TILE = 8192  # events per forward pass in evaluation (one member at a time)
-STACK_GROUP = 32  # members per stacked model (CUDA)
-STACK_TILE = 16384  # events per forward pass of a stacked model: activations 32 x 16384 x width floats
+Backend = Literal["numpy", "torch"]
 
 
 def save_members(
@@ -48,9 +51,9 @@ def save_members(
     target.mkdir(parents=True, exist_ok=True)
     entries = []
     for m in members:
-        tensors = dict(m.state)
-        tensors["scaler.mean"] = torch.from_numpy(scaler.mean.copy())
-        tensors["scaler.std"] = torch.from_numpy(scaler.std.copy())
+        tensors = {k: np.ascontiguousarray(v.detach().cpu().numpy()) for k, v in m.state.items()}
+        tensors["scaler.mean"] = np.ascontiguousarray(scaler.mean, np.float32)
+        tensors["scaler.std"] = np.ascontiguousarray(scaler.std, np.float32)
         save_file(tensors, str(target / f"{m.name}.safetensors"), metadata={"label": label})
         entries.append({"name": m.name, "file": f"{m.name}.safetensors", **m.info})
     manifest = {"label": label, "mlp": mlp.model_dump(), **extra, "members": entries}
@@ -64,9 +67,9 @@ class Ensemble:
 
     label: str
     manifest: dict[str, Any]
-    models: list[tuple[BatchedMLP, Scaler]]
-    stacked: list[BatchedMLP] = field(default_factory=list)
-    """Members stacked in groups of ``STACK_GROUP`` on the device (CUDA); empty: one member at a time."""
+    members: list[NumpyMember]
+    torch_members: TorchMembers | None = None
+    """The members as torch models (CUDA, or when asked for); ``None``: evaluated with numpy."""
 
     @property
     def observables(self) -> list[str]:
@@ -76,76 +79,57 @@ class Ensemble:
     @property
     def size(self) -> int:
         """Number of members."""
-        return len(self.models)
+        return len(self.members)
 
     @classmethod
-    def load(cls, directory: Path, label: str | None = None, stack: bool | None = None) -> Ensemble:
+    def load(
+        cls,
+        directory: Path,
+        label: str | None = None,
+        *,
+        backend: Backend | None = None,
+        device: str | None = None,
+        stack: bool | None = None,
+    ) -> Ensemble:
         """Load ``directory/<label>`` (or ``directory`` itself when it has the manifest).
 
-        ``stack``: evaluate the members stacked in batched models (``None``: on CUDA, where one launch per
-        group of members instead of one per member is the lever; a CPU keeps the member loop, measured faster
-        with a few cores). Stacking needs one input scaler for all members (else the member loop is used).
+        ``backend``: ``numpy`` (a CPU without torch) or ``torch``; ``None`` picks torch only where
+        ``evaluation_device()`` finds CUDA. ``device`` is the torch device (default: that choice), and
+        ``stack`` evaluates torch members stacked in batched models (``None``: on CUDA).
         """
         target = directory / label if label and not (directory / MANIFEST).exists() else directory
         if not (target / MANIFEST).exists():
             have = ", ".join(labels_in(directory)) or "none"
             raise StageError(f"{directory}: no ensemble {label!r} (labels found: {have}); check the ensembles input")
         manifest = json.loads((target / MANIFEST).read_text())
-        mlp = MLPConfig.model_validate(manifest["mlp"])
-        device = pick_device()
-        states: list[dict[str, torch.Tensor]] = []
-        scalers: list[Scaler] = []
+        activation = str(manifest.get("mlp", {}).get("activation", "silu"))
+        states: list[dict[str, NDArray[Any]]] = []
         for member in manifest["members"]:
-            tensors = load_file(str(target / member["file"]))
-            scalers.append(Scaler(mean=tensors.pop("scaler.mean").numpy(), std=tensors.pop("scaler.std").numpy()))
-            states.append(tensors)
+            try:
+                states.append(load_file(str(target / member["file"])))
+            except (OSError, ValueError) as exc:
+                raise StageError(f"{target / member['file']}: cannot read member ({exc}); re-run training") from None
         if not states:
             raise StageError(f"{target}: ensemble has no members; check the training step")
-        one_scaler = all(
-            np.array_equal(s.mean, scalers[0].mean) and np.array_equal(s.std, scalers[0].std) for s in scalers
-        )
-        stacked: list[BatchedMLP] = []
-        if (device.type == "cuda" if stack is None else stack) and one_scaler:
-            stacked = [
-                BatchedMLP.from_member_states(mlp, states[i : i + STACK_GROUP]).to(device).eval()
-                for i in range(0, len(states), STACK_GROUP)
-            ]
-        models = []
-        for tensors, scaler in zip(states, scalers, strict=True):
-            model = BatchedMLP.from_member_states(mlp, [tensors])
-            if not stacked:  # stacked: the per-member models stay on the host (not evaluated)
-                model = model.to(device)
-            model.eval()
-            models.append((model, scaler))
-        return cls(label=manifest["label"], manifest=manifest, models=models, stacked=stacked)
+        members = [NumpyMember.from_state(tensors, activation) for tensors in states]
+        torch_members = None
+        chosen = device or (evaluation_device() if backend != "numpy" else "cpu")
+        if backend == "torch" or (backend is None and chosen == "cuda"):
+            from nsbiflow.physics.ensemble_torch import TorchMembers
+            from nsbiflow.physics.mlp import MLPConfig
+
+            weights_only = [{k: v for k, v in t.items() if not k.startswith("scaler.")} for t in states]
+            mlp = MLPConfig.model_validate(manifest["mlp"])
+            torch_members = TorchMembers(mlp, weights_only, [m.scaler for m in members], chosen, stack)
+        return cls(label=manifest["label"], manifest=manifest, members=members, torch_members=torch_members)
 
     def member_log_ratios(self, x: NDArray[np.float64]) -> Iterator[NDArray[np.float64]]:
         """Log-ratio of each member on events ``x``, one member at a time (memory: one array of len(x))."""
-        if self.stacked:
-            yield from self._stacked_log_ratios(x)
+        if self.torch_members is not None:
+            yield from self.torch_members.member_log_ratios(x)
             return
-        with torch.inference_mode():
-            for model, scaler in self.models:
-                device = next(model.parameters()).device
-                out = np.empty(len(x))
-                # tiles of EVAL_TILE events: the activations of one tile stay small (and in cache on a CPU),
-                # so the transient memory does not scale with the caller's chunk size
-                for lo in range(0, len(x), EVAL_TILE):
-                    tile = torch.from_numpy(scaler(x[lo : lo + EVAL_TILE])).to(device)
-                    out[lo : lo + EVAL_TILE] = model(tile)[0].double().cpu().numpy()
-                yield out
-
-    def _stacked_log_ratios(self, x: NDArray[np.float64]) -> Iterator[NDArray[np.float64]]:
-        """Log-ratio of each member, a stacked group of members per pass (memory: group x len(x) floats)."""
-        scaler = self.models[0][1]
-        with torch.inference_mode():
-            for group in self.stacked:
-                device = next(group.parameters()).device
-                out = torch.empty((group.members, len(x)), dtype=torch.float64, device=device)
-                for lo in range(0, len(x), STACK_TILE):
-                    tile = torch.from_numpy(scaler(x[lo : lo + STACK_TILE])).to(device)
-                    out[:, lo : lo + STACK_TILE] = group(tile).double()
-                yield from out.cpu().numpy()
+        for member in self.members:
+            yield member(x)
 
     def log_ratio(self, x: NDArray[np.float64], aggregate: Aggregate = "mean") -> tuple[NDArray[Any], NDArray[Any]]:
         """Aggregated log-ratio and the ensemble spread (standard deviation over members)."""

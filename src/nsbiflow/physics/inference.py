@@ -29,8 +29,12 @@ ProgressFn = Callable[[int, int, str], None]
 SIGNAL_FIELDS = ("signal_mean", "signal_width", "signal_correlation", "signal_broad_fraction")
 
 
-def toy_from_metadata(metas: Sequence[dict[str, Any]]) -> ToyModel | None:
-    """The toy model when the samples carry all of its parameters consistently, else ``None``."""
+def toy_from_metadata(metas: Sequence[dict[str, Any]], need_signal: bool = True) -> ToyModel | None:
+    """The toy model when the samples carry all of its parameters consistently, else ``None``.
+
+    Background-only samples do not carry the signal hypothesis; without ``need_signal`` (no ensemble
+    involves the signal) the signal fields may be missing, and only background densities are evaluated.
+    """
     merged: dict[str, Any] = {}
     for meta in metas:
         for key, value in (meta.get("toy") or {}).items():
@@ -40,7 +44,8 @@ def toy_from_metadata(metas: Sequence[dict[str, Any]]) -> ToyModel | None:
                     f"sample ({merged[key]}); regenerate the samples from one workflow run"
                 )
             merged[key] = value
-    if set(ToyModel.model_fields) - set(merged):
+    missing = set(ToyModel.model_fields) - set(merged)
+    if missing and (need_signal or not missing <= set(SIGNAL_FIELDS) or not merged):
         return None
     return ToyModel(**merged)
 
@@ -81,8 +86,11 @@ def normalise(
     out: dict[str, float] = {}
     for label, target in targets.items():
         path = samples.get(target.denominator)
-        if path is None:
-            continue
+        if path is None:  # silently unnormalised ratios would bias every fit downstream
+            raise StageError(
+                f"infer: ensemble '{label}' is normalised over its denominator '{target.denominator}', but no "
+                f"'{target.denominator}' sample is among the inputs; add it to samples or set normalise: false"
+            )
         total, wsum = 0.0, 0.0
         for batch in iter_events(path, batch_size, target.ensemble.observables or None):
             log_r, _ = target.ensemble.log_ratio(batch.x, aggregate)

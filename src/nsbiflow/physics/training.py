@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 from nsbiflow.physics.errors import StageError
+from nsbiflow.physics.forward import Scaler
 from nsbiflow.physics.mlp import BatchedMLP, MLPConfig, plain_state
 
 ProgressFn = Callable[[int, int, str], None]
@@ -75,24 +76,6 @@ class TrainedMember:
     state: dict[str, torch.Tensor]
     info: dict[str, float | int | str | bool]
     curves: dict[str, list[float]] = field(default_factory=dict)
-
-
-@dataclass
-class Scaler:
-    """Standardisation of the inputs (computed on numerator and reference together)."""
-
-    mean: NDArray[np.float32]
-    std: NDArray[np.float32]
-
-    @classmethod
-    def fit(cls, x: NDArray[np.float64]) -> Scaler:
-        """Mean and standard deviation per column."""
-        std = x.std(axis=0)
-        std[std == 0] = 1.0
-        return cls(mean=x.mean(axis=0).astype(np.float32), std=std.astype(np.float32))
-
-    def __call__(self, x: NDArray[np.float64]) -> NDArray[np.float32]:
-        return ((x - self.mean) / self.std).astype(np.float32)
 
 
 def pick_device() -> torch.device:

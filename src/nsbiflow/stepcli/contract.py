@@ -92,9 +92,13 @@ class StageIO:
 
 
 def configure_threads() -> None:
-    """Honour ``OMP_NUM_THREADS`` (set by the engine from the step's cpu request) in torch."""
-    import torch
+    """Honour ``OMP_NUM_THREADS`` (set by the engine from the step's cpu request) in torch, if it is loaded.
 
+    Stages that evaluate with numpy never import torch for this (numpy's BLAS reads the variable itself).
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
     threads = os.environ.get("OMP_NUM_THREADS")
     if threads and threads.isdigit() and int(threads) > 0:
         torch.set_num_threads(int(threads))

@@ -63,7 +63,6 @@ def calibrate(io: StageIO) -> None:
     from nsbiflow.physics.events import read_events
 
     cfg = io.config(CalibrateConfig)
-    configure_threads()
     tol = diagnostics.Tolerances(
         max_chi2_ndf=cfg.max_chi2_ndf, max_norm_deviation=cfg.max_norm_deviation, max_ece=cfg.max_ece
     )
@@ -73,6 +72,7 @@ def calibrate(io: StageIO) -> None:
     if not label:
         raise StageError(f"calibrate: {directory} holds several ensembles ({', '.join(labels)}); set 'label'")
     ens = Ensemble.load(directory, label)
+    configure_threads()  # torch is loaded only on a CUDA device
     num = read_events(io.input("numerator"), ens.observables or None)
     ref = read_events(io.input("reference"), num.observables)
     lr_num, _ = ens.log_ratio(num.x, cfg.aggregate)
@@ -126,8 +126,8 @@ def infer(io: StageIO) -> None:
     from nsbiflow.physics.support import SupportModel
 
     cfg = io.config(InferConfig)
-    configure_threads()
     targets = load_targets(io.input_list("ensembles"))
+    configure_threads()  # torch is loaded only on a CUDA device
     support_dir = io.optional_input("support")
     support_model = SupportModel.load(support_dir) if support_dir else None
     files = [io.input("data"), *io.input_list("samples", required=False)]
@@ -137,7 +137,8 @@ def infer(io: StageIO) -> None:
         if process in by_process:
             raise StageError(f"infer: two inputs are process '{process}' ({by_process[process].name}, {path.name})")
         by_process[process] = path
-    toy = toy_from_metadata([read_metadata(p) for p in files])
+    need_signal = any("signal" in (t.numerator, t.denominator) for t in targets.values())
+    toy = toy_from_metadata([read_metadata(p) for p in files], need_signal)
     out = io.output("ratios")
     norms = normalise(targets, by_process, cfg.batch_size, cfg.aggregate) if cfg.normalise else {}
     with Progress("infer") as bar:
@@ -164,15 +165,15 @@ def limits(io: StageIO) -> None:
 
     cfg = io.config(LimitsStageConfig)
     lim = analysis.LimitsConfig(**cfg.model_dump(exclude={"mu_injected"}))
-    ratios = io.input("ratios")
-    tables = {p.stem: analysis.read_table(p) for p in sorted(ratios.glob("*.parquet"))}
+    folders = io.input_list("ratios")
+    where = ", ".join(str(f) for f in folders)
+    tables, info = analysis.read_ratio_folders(folders)
     if "observed" not in tables:
-        raise StageError(f"limits: {ratios} has no observed.parquet; bind infer's output and give it the data")
+        raise StageError(f"limits: {where} has no observed.parquet; bind infer's output and give it the data")
     missing = [s for s in analysis.SAMPLES if s not in tables]
     if missing:
-        raise StageError(f"limits: {ratios} lacks held-out sample(s) {', '.join(missing)}; add them to infer's samples")
+        raise StageError(f"limits: {where} lacks held-out sample(s) {', '.join(missing)}; add them to infer's samples")
     observed, samples = tables["observed"], {s: tables[s] for s in analysis.SAMPLES}
-    info = json.loads((ratios / "inference.json").read_text()) if (ratios / "inference.json").exists() else {}
     with Progress("limits") as bar:
         observable, sigmas = analysis.choose_observable(samples, lim)
         bar.log(f"histogram observable: {observable}")

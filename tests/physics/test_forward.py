@@ -1,0 +1,48 @@
+"""Torch-free evaluation: the device choice, and stages that evaluate ensembles without importing torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from nsbiflow.physics import forward
+from nsbiflow.physics.errors import StageError
+
+
+def test_cpu_is_chosen_without_torch_when_no_driver_or_devices_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(forward.DEVICE_ENV, raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert forward.evaluation_device() == "cpu"
+    monkeypatch.setenv(forward.DEVICE_ENV, "cpu")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert forward.evaluation_device() == "cpu"
+
+
+def test_bad_device_setting_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(forward.DEVICE_ENV, "tpu")
+    with pytest.raises(StageError, match="NSBIFLOW_DEVICE='tpu': expected cpu, cuda or auto"):
+        forward.evaluation_device()
+
+
+def test_cuda_requested_without_a_device_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    monkeypatch.setenv(forward.DEVICE_ENV, "cuda")
+    with pytest.raises(StageError, match="torch sees no CUDA device"):
+        forward.evaluation_device()
+
+
+def test_evaluation_modules_do_not_import_torch() -> None:
+    """calibrate, infer and the support check load and evaluate ensembles without ``import torch`` on a CPU."""
+    code = (
+        "import sys\n"
+        "import nsbiflow.physics.ensemble, nsbiflow.physics.inference, nsbiflow.physics.support\n"
+        "import nsbiflow.stepcli.main\n"
+        "print('torch' in sys.modules)\n"
+    )
+    env = {"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "False", out.stderr
