@@ -65,3 +65,21 @@ def test_reference_ratio_has_unit_mean() -> None:
     for process in ("signal", "background"):
         r = np.exp(MODEL.log_ratio(process, "reference", x))
         assert abs(r.mean() - 1) < 5 * r.std() / np.sqrt(len(r))
+
+
+def test_signal_family_follows_the_signal_density_at_each_events_mean() -> None:
+    """Events of the parametrized sample, given their drawn signal_mean, follow the signal at that mean."""
+    rng = np.random.default_rng(21)
+    x, means = MODEL.sample_signal_family(200_000, rng, 0.5, 2.0)
+    assert means.min() >= 0.5 and means.max() <= 2.0
+    assert stats.kstest(means, stats.uniform(0.5, 1.5).cdf).pvalue > 1e-3
+    for low, high in ((0.6, 0.7), (1.8, 1.9)):
+        sel = (means >= low) & (means < high)
+        model = ToyModel(signal_mean=(low + high) / 2)
+        mean, cov = _mixture_moments(model, "signal", 0.0)
+        n = int(sel.sum())
+        # the bin's spread of means (width 0.1) adds at most 0.1^2/12 along the signal direction
+        assert np.allclose(x[sel].mean(axis=0), mean, atol=5 * np.sqrt(np.diag(cov) / n) + 0.01)
+        assert np.allclose(np.cov(x[sel].T), cov, atol=0.05 * np.max(np.diag(cov)))
+    with pytest.raises(ValueError, match="range"):
+        MODEL.sample_signal_family(10, rng, 2.0, 1.0)

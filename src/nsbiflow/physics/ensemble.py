@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -70,6 +70,31 @@ class Ensemble:
     members: list[NumpyMember]
     torch_members: TorchMembers | None = None
     """The members as torch models (CUDA, or when asked for); ``None``: evaluated with numpy."""
+    point: dict[str, float] = field(default_factory=dict)
+    """Values of the parameters of a parametrized ensemble (``bind``), appended to every event's inputs."""
+
+    @property
+    def parameters(self) -> dict[str, list[float]]:
+        """Model parameters of a parametrized ratio r(x | theta) with their trained ranges (empty: none)."""
+        return dict(self.manifest.get("parameters") or {})
+
+    def bind(self, values: dict[str, float]) -> None:
+        """Evaluate at ``values`` of the parameters (names it lacks are ignored); checks the trained range."""
+        point = {}
+        for name, (low, high) in self.parameters.items():
+            if name not in values:
+                raise StageError(
+                    f"ensemble '{self.label}' is parametrized in {name} (trained for {low:g} to {high:g}); "
+                    f"give its value with the step parameter at: {{{name}: VALUE}}"
+                )
+            value = float(values[name])
+            if not low <= value <= high:
+                raise StageError(
+                    f"ensemble '{self.label}' was trained for {name} from {low:g} to {high:g}, not at {value:g}; "
+                    f"widen the training range of {name} (this retrains the ensemble)"
+                )
+            point[name] = value
+        self.point = point
 
     @property
     def observables(self) -> list[str]:
@@ -125,6 +150,11 @@ class Ensemble:
 
     def member_log_ratios(self, x: NDArray[np.float64]) -> Iterator[NDArray[np.float64]]:
         """Log-ratio of each member on events ``x``, one member at a time (memory: one array of len(x))."""
+        if self.parameters:
+            if set(self.point) != set(self.parameters):
+                self.bind(self.point)  # raises, naming the missing parameter
+            values = [self.point[name] for name in sorted(self.parameters)]  # the training's input order
+            x = np.column_stack([x, np.broadcast_to(np.asarray(values, np.float64), (len(x), len(values)))])
         if self.torch_members is not None:
             yield from self.torch_members.member_log_ratios(x)
             return

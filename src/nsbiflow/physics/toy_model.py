@@ -137,6 +137,32 @@ class ToyModel(BaseModel):
         scale = 1.0 + self.scale_per_alpha * alpha if kind == "background" else 1.0
         return scale * z + self.noise * rng.standard_normal((n, self.n_dim))
 
+    def sample_signal_family(
+        self, n: int, rng: np.random.Generator, low: float, high: float
+    ) -> tuple[FloatArray, FloatArray]:
+        """Signal events whose ``signal_mean`` is drawn per event, uniform in ``[low, high]``: ``(x, means)``.
+
+        Given its mean, an event follows this model's signal density at that ``signal_mean`` exactly (the
+        core is displaced along ``signal_direction``; the broad component does not depend on it). The sample
+        trains a signal ratio parametrized in ``signal_mean``.
+        """
+        if not low <= high:
+            raise ValueError(f"signal_mean range [{low}, {high}] is empty")
+        means = rng.uniform(low, high, size=n)
+        latent = self.latent_components("signal")
+        weights = np.array([c.weight for c in latent])
+        which = rng.choice(len(latent), size=n, p=weights / weights.sum())
+        z = np.empty((n, self.n_dim))
+        core = len(latent) - 1 if self.signal_broad_fraction < 1 else -1  # the core is the last component
+        for k, c in enumerate(latent):
+            sel = which == k
+            if k == core:  # centred core, then each event's own displacement
+                z[sel] = rng.multivariate_normal(np.zeros(self.n_dim), c.cov, size=int(sel.sum()), method="cholesky")
+                z[sel] += means[sel, None] * self.signal_direction()
+            else:
+                z[sel] = rng.multivariate_normal(c.mean, c.cov, size=int(sel.sum()), method="cholesky")
+        return z + self.noise * rng.standard_normal((n, self.n_dim)), means
+
     def sample_mixture(
         self, n_signal: int, n_background: int, rng: np.random.Generator, alpha: float = 0.0
     ) -> FloatArray:

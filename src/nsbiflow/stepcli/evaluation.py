@@ -26,6 +26,7 @@ class CalibrateConfig(BaseModel):
     max_ece: float = 0.05
     n_bins: int = Field(20, ge=2)
     aggregate: Literal["mean", "median"] = "mean"
+    at: dict[str, float] = Field(default_factory=dict, description="parameter values of a parametrized ensemble")
 
 
 class InferConfig(BaseModel):
@@ -36,6 +37,7 @@ class InferConfig(BaseModel):
     batch_size: int = Field(50000, gt=0, description="events per chunk (bounds the memory)")
     aggregate: Literal["mean", "median"] = "mean"
     normalise: bool = Field(True, description="rescale r so its mean over its denominator sample is 1")
+    at: dict[str, float] = Field(default_factory=dict, description="parameter values of parametrized ensembles")
 
 
 class LimitsStageConfig(BaseModel):
@@ -73,6 +75,10 @@ def calibrate(io: StageIO) -> None:
         raise StageError(f"calibrate: {directory} holds several ensembles ({', '.join(labels)}); set 'label'")
     ens = Ensemble.load(directory, label)
     configure_threads()  # torch is loaded only on a CUDA device
+    unused = sorted(set(cfg.at) - set(ens.parameters))
+    if unused:
+        raise StageError(f"calibrate: at: '{unused[0]}' is not a parameter of ensemble '{label}'; remove it")
+    ens.bind(cfg.at)
     num = read_events(io.input("numerator"), ens.observables or None)
     ref = read_events(io.input("reference"), num.observables)
     lr_num, _ = ens.log_ratio(num.x, cfg.aggregate)
@@ -87,6 +93,7 @@ def calibrate(io: StageIO) -> None:
         "numerator": num.process,
         "reference": ref.process,
         "members": ens.size,
+        "at": ens.point,
         "normalisation": norm,
         "closure": closure,
         "calibration": calibration,
@@ -128,6 +135,11 @@ def infer(io: StageIO) -> None:
     cfg = io.config(InferConfig)
     targets = load_targets(io.input_list("ensembles"))
     configure_threads()  # torch is loaded only on a CUDA device
+    unused = sorted(set(cfg.at) - {p for t in targets.values() for p in t.ensemble.parameters})
+    if unused:
+        raise StageError(f"infer: at: '{unused[0]}' is not a parameter of any ensemble given; remove it")
+    for target in targets.values():
+        target.ensemble.bind(cfg.at)
     support_dir = io.optional_input("support")
     support_model = SupportModel.load(support_dir) if support_dir else None
     files = [io.input("data"), *io.input_list("samples", required=False)]
@@ -152,6 +164,7 @@ def infer(io: StageIO) -> None:
             "events": counts,
             "exact": toy is not None,
             "ensemble_size": {k: t.ensemble.size for k, t in targets.items()},
+            "at": {k: t.ensemble.point for k, t in targets.items() if t.ensemble.point},
             "denominators": {k: t.denominator for k, t in targets.items()},
         }
         (out / "inference.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")

@@ -7,8 +7,9 @@ import zlib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from nsbiflow.physics.errors import StageError
 from nsbiflow.stepcli.contract import StageIO, stage
 
 SIGNAL_FIELDS = ("signal_mean", "signal_width", "signal_correlation", "signal_broad_fraction")
@@ -25,6 +26,18 @@ class GenerateConfig(BaseModel):
     seed: int = 0
     signal_mean: float = 1.0
     signal_width: float = 0.7
+    signal_mean_range: list[float] = Field(
+        default_factory=list,
+        description="signal only: [low, high] draws signal_mean per event (written as a column of that name) "
+        "for a parametrized signal ratio; empty: every event at signal_mean",
+    )
+
+    @field_validator("signal_mean_range")
+    @classmethod
+    def _range(cls, value: list[float]) -> list[float]:
+        if value and (len(value) != 2 or not value[0] < value[1]):
+            raise ValueError("expected [low, high] with low < high")
+        return value
 
 
 class DataConfig(BaseModel):
@@ -79,10 +92,27 @@ def generate(io: StageIO) -> None:
 
     cfg = io.config(GenerateConfig)
     model = ToyModel(signal_mean=cfg.signal_mean, signal_width=cfg.signal_width)
-    meta = {"process": cfg.process, "seed": cfg.seed, "generator": "toy", "toy": _toy_meta(model, cfg.process)}
+    meta: dict[str, Any] = {
+        "process": cfg.process,
+        "seed": cfg.seed,
+        "generator": "toy",
+        "toy": _toy_meta(model, cfg.process),
+    }
+    if cfg.signal_mean_range:
+        if cfg.process != "signal":
+            raise StageError(f"generate: signal_mean_range applies to the signal only, not to '{cfg.process}'")
+        low, high = cfg.signal_mean_range
+        meta["toy"].pop("signal_mean")  # it varies per event: the column of that name holds it
+        meta["parameters"] = {"signal_mean": [low, high]}
     for name, n, stream in (("events", cfg.n_events, 0), ("holdout", cfg.n_holdout, 1)):
-        x = model.sample(cfg.process, n, _rng(cfg.seed, cfg.process, stream))
-        write_events(Events(x, np.ones(n), list(OBSERVABLES), {**meta, "split": name}), io.output(name))
+        rng = _rng(cfg.seed, cfg.process, stream)
+        if cfg.signal_mean_range:
+            x, means = model.sample_signal_family(n, rng, low, high)
+            events = Events(np.column_stack([x, means]), np.ones(n), [*OBSERVABLES, "signal_mean"], meta)
+        else:
+            events = Events(model.sample(cfg.process, n, rng), np.ones(n), list(OBSERVABLES), meta)
+        events.meta = {**meta, "split": name}
+        write_events(events, io.output(name))
 
 
 @stage("generate-data", outputs=("events",))

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nsbiflow.physics.errors import StageError
 from nsbiflow.stepcli.contract import StageIO, configure_threads, stage
 from nsbiflow.stepcli.progress import Progress
 
@@ -30,6 +31,10 @@ class TrainRatioConfig(BaseModel):
     bootstrap: bool = True
     weight_decay: float = 0.0
     mode: Literal["auto", "loop", "batched"] = "auto"
+    parameters: list[str] = Field(
+        default_factory=list,
+        description="numerator columns that are model parameters (a parametrized ratio r(x | theta))",
+    )
 
 
 class SupportConfig(BaseModel):
@@ -55,9 +60,26 @@ def _seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def _parameters_for_reference(theta: Any, weights: Any, n: int, seed: int) -> Any:
+    """Parameter values for the reference events, drawn from the numerator's (weighted) distribution.
+
+    The reference does not depend on the parameters, so pairing its events with values drawn like the
+    numerator's makes the classifier's optimum the parametrized ratio p(x | theta) / p_ref(x).
+    """
+    import numpy as np
+
+    rng = np.random.default_rng([seed, 104729])
+    w = np.abs(weights)
+    uniform = bool(np.all(w == w[0]))
+    rows = rng.integers(0, len(theta), n) if uniform else rng.choice(len(theta), n, p=w / w.sum())
+    return theta[rows]
+
+
 @stage("train-ratio", outputs=("ensemble",))
 def train_ratio(io: StageIO) -> None:
     """Train a chunk of a density-ratio ensemble r = p_numerator / p_reference by classification."""
+    import numpy as np
+
     from nsbiflow.physics.ensemble import save_members
     from nsbiflow.physics.events import read_events
     from nsbiflow.physics.mlp import MLPConfig
@@ -67,22 +89,41 @@ def train_ratio(io: StageIO) -> None:
     configure_threads()
     _seed_everything(cfg.seed)
     num = read_events(io.input("numerator"))
-    ref = read_events(io.input("reference"), num.observables)
+    missing = [p for p in cfg.parameters if p not in num.observables]
+    if missing:
+        raise StageError(
+            f"train-ratio: parameter '{missing[0]}' is not a column of {io.input('numerator').name} "
+            f"(columns: {', '.join(num.observables)}); generate the numerator with it or drop it from parameters"
+        )
+    observables = [o for o in num.observables if o not in cfg.parameters]
+    parameters = sorted(set(cfg.parameters))  # input order = name order, as the manifest's sorted keys list them
+    ref = read_events(io.input("reference"), observables)
+    num_x = num.x[:, [num.observables.index(c) for c in (*observables, *parameters)]]
+    ref_x, ranges = ref.x, {}
+    if parameters:
+        theta = num_x[:, len(observables) :]
+        ref_x = np.column_stack([ref.x, _parameters_for_reference(theta, num.weights, len(ref), cfg.seed)])
+        declared = num.meta.get("parameters") or {}  # the generator's range, else the sample's
+        ranges = {
+            p: [float(v) for v in declared.get(p, (theta[:, j].min(), theta[:, j].max()))]
+            for j, p in enumerate(parameters)
+        }
     label = cfg.label or num.process
-    train_cfg = TrainConfig(**cfg.model_dump(exclude={"label"}))
+    train_cfg = TrainConfig(**cfg.model_dump(exclude={"label", "parameters"}))
     with Progress(f"train-ratio {label} chunk {cfg.chunk}") as bar:
-        members, scaler = train_ensemble(num.x, ref.x, train_cfg, num.weights, ref.weights, progress=bar.update)
+        members, scaler = train_ensemble(num_x, ref_x, train_cfg, num.weights, ref.weights, progress=bar.update)
         for m in members:
             bar.log(f"  {m.name}: best epoch {m.info['best_epoch']}, holdout loss {m.info['holdout_loss']:.5f}")
     extra = {
         "numerator": num.process,
         "reference": ref.process,
-        "observables": num.observables,
+        "observables": observables,
+        "parameters": ranges,
         "n_numerator": len(num),
         "n_reference": len(ref),
         "config": train_cfg.model_dump(),
     }
-    mlp = MLPConfig(n_inputs=len(num.observables), hidden=cfg.hidden, activation=cfg.activation)
+    mlp = MLPConfig(n_inputs=num_x.shape[1], hidden=cfg.hidden, activation=cfg.activation)
     save_members(io.output("ensemble"), label, members, scaler, mlp, extra)
 
 
