@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nsbiflow.physics import forward
@@ -46,3 +48,27 @@ def test_evaluation_modules_do_not_import_torch() -> None:
     env = {"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_numpy_on_one_thread_torch_with_more(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The automatic choice: numpy where a stage evaluates on one CPU thread, torch where it may use more."""
+    from nsbiflow.physics.ensemble import Ensemble, save_members
+    from nsbiflow.physics.mlp import BatchedMLP, MLPConfig
+    from nsbiflow.physics.training import TrainedMember
+
+    config = MLPConfig(n_inputs=5, hidden=[4])
+    batched = BatchedMLP(config, 1)
+    save_members(
+        tmp_path,
+        "s",
+        [TrainedMember("member_0000", batched.member_state(0), {})],
+        forward.Scaler(np.zeros(5, np.float32), np.ones(5, np.float32)),
+        config,
+        {},
+    )
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert Ensemble.load(tmp_path, "s").torch_members is None
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert Ensemble.load(tmp_path, "s").torch_members is not None
+    assert Ensemble.load(tmp_path, "s", backend="numpy").torch_members is None

@@ -25,7 +25,7 @@ from safetensors.numpy import load_file, save_file
 
 from nsbiflow.physics.collection import CURVES, MANIFEST, gather, labels_in
 from nsbiflow.physics.errors import StageError
-from nsbiflow.physics.forward import NumpyMember, Scaler, evaluation_device
+from nsbiflow.physics.forward import NumpyMember, Scaler, cpu_threads, evaluation_device
 
 if TYPE_CHECKING:
     from nsbiflow.physics.ensemble_torch import TorchMembers
@@ -118,9 +118,10 @@ class Ensemble:
     ) -> Ensemble:
         """Load ``directory/<label>`` (or ``directory`` itself when it has the manifest).
 
-        ``backend``: ``numpy`` (a CPU without torch) or ``torch``; ``None`` picks torch only where
-        ``evaluation_device()`` finds CUDA. ``device`` is the torch device (default: that choice), and
-        ``stack`` evaluates torch members stacked in batched models (``None``: on CUDA).
+        ``backend``: ``numpy`` (a CPU without torch) or ``torch``; ``None`` picks torch where
+        ``evaluation_device()`` finds CUDA or the stage may use several CPU threads, else numpy (``forward.py``
+        says why). ``device`` is the torch device (default: that choice), and ``stack`` evaluates torch members
+        stacked in batched models (``None``: on CUDA).
         """
         target = directory / label if label and not (directory / MANIFEST).exists() else directory
         if not (target / MANIFEST).exists():
@@ -139,7 +140,9 @@ class Ensemble:
         members = [NumpyMember.from_state(tensors, activation) for tensors in states]
         torch_members = None
         chosen = device or (evaluation_device() if backend != "numpy" else "cpu")
-        if backend == "torch" or (backend is None and chosen == "cuda"):
+        if backend is None:
+            backend = "torch" if chosen == "cuda" or cpu_threads() > 1 else "numpy"
+        if backend == "torch":
             from nsbiflow.physics.ensemble_torch import TorchMembers
             from nsbiflow.physics.mlp import MLPConfig
 
