@@ -78,6 +78,9 @@ def test_sigkill_mid_run_then_resume(demo_workflow: Path, tmp_path: Path) -> Non
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    # the killed run could not record its end: it is listed as interrupted, not as still running
+    listed = [json.loads(line) for line in run_cli("runs", "--store", store, "--json").stdout.splitlines()]
+    assert [r["status"] for r in listed] == ["interrupted"]
     # nothing half-written is recorded: every cache entry points at complete, verifiable blobs
     opened = open_store(store)
     entries = list((store / "cache").glob("*.json"))
@@ -110,6 +113,18 @@ def test_corrupted_blob_is_detected_and_not_used(demo_workflow: Path, tmp_path: 
     assert rerun.returncode == 1
     assert "Traceback" not in rerun.stderr
     assert f"blob {digest}" in rerun.stderr and "corrupted" in rerun.stderr
+    # the corrupted content is kept aside, and the next run re-runs the step that made the blob
+    quarantined = store / "quarantine" / digest[7:]
+    assert quarantined.read_text() == "1\n2\n3\n"
+    assert "quarantine/" in rerun.stderr and "run again and the step that made it runs again" in rerun.stderr
+    healed = run_cli("run", demo_workflow, "--store", store, "--json", "--set", "power=3")
+    assert healed.returncode == 0, healed.stderr
+    report = json.loads(healed.stdout)
+    status = {s["name"]: s["status"] for s in report["steps"]}
+    assert status["numbers"] == "succeeded"  # recomputed, not taken from the cache
+    manifest = json.loads((store / "runs" / report["run_id"] / "manifest.json").read_text())
+    assert manifest["steps"]["numbers"]["outputs"]["numbers"]["digest"] == digest
+    assert (store / "blobs" / "sha256" / digest[7:9] / digest[7:]).read_text() != "1\n2\n3\n"
 
 
 def test_unreadable_workflow_and_store(tmp_path: Path) -> None:

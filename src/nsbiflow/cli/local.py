@@ -10,6 +10,7 @@ import click
 
 from nsbiflow.cli.app import STEPS_OPTION, STORE_OPTION, cli
 from nsbiflow.errors import SpecError, UsageError
+from nsbiflow.store.records import shown_status
 
 
 def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
@@ -112,7 +113,7 @@ def runs(store_uri: str | None, as_json: bool) -> None:
                     {
                         "run_id": run_id,
                         "workflow": manifest.workflow.get("name"),
-                        "status": manifest.status,
+                        "status": shown_status(manifest),
                         "started": manifest.started,
                         "steps": counts,
                     }
@@ -120,9 +121,8 @@ def runs(store_uri: str | None, as_json: bool) -> None:
             )
         else:
             detail = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-            click.echo(
-                f"{run_id}  {manifest.workflow.get('name', '?'):<20} {manifest.status:<11} {manifest.started}  {detail}"
-            )
+            name = manifest.workflow.get("name", "?")
+            click.echo(f"{run_id}  {name:<20} {shown_status(manifest):<11} {manifest.started}  {detail}")
 
 
 @cli.command()
@@ -150,7 +150,7 @@ def show(run_id: str, store_uri: str | None, as_json: bool, log_step: str | None
     click.echo(f"run       {manifest.run_id}")
     click.echo(f"workflow  {manifest.workflow.get('name')}  ({manifest.workflow.get('path')})")
     click.echo(f"digest    {manifest.workflow.get('digest')}")
-    click.echo(f"status    {manifest.status}   started {manifest.started}   finished {manifest.finished}")
+    click.echo(f"status    {shown_status(manifest)}   started {manifest.started}   finished {manifest.finished}")
     click.echo(f"host      {manifest.host}   nsbiflow {manifest.versions.get('nsbiflow')}")
     click.echo(f"store     {manifest.store}")
     click.echo(f"params    {json.dumps(manifest.parameters)}")

@@ -93,21 +93,51 @@ class ArtifactStore:
         """Store a file or a directory."""
         return self.put_tree(path) if Path(path).is_dir() else self.put_file(path)
 
-    def fetch_file(self, digest: str, destination: str | Path) -> Path:
-        """Copy a blob to ``destination`` after checking its digest; corrupt content is never left there."""
+    def _corrupt(self, digest: str, actual: str, content: Path | None = None) -> CorruptArtifactError:
+        """The error for a blob whose content does not match its digest.
+
+        With ``content`` (the corrupted bytes, when a run stages an input) the blob is moved to
+        ``quarantine/``: the cache entry naming it is then incomplete, so the next run re-runs the step that
+        made it instead of stopping at the same blob again. Nothing is deleted without a copy.
+        """
+        advice = "delete it and re-run to regenerate it"
+        if content is not None:
+            key = f"quarantine/{split_digest(digest)[1]}"
+            try:
+                self.backend.put_file(key, content)
+                self.backend.delete(blob_key(digest))
+                advice = f"moved it to {key}; run again and the step that made it runs again"
+            except StoreError:
+                pass
+        return CorruptArtifactError(
+            f"blob {digest} in {self.uri} is corrupted (its content hashes to {actual}); it was not used: {advice}"
+        )
+
+    def fetch_file(self, digest: str, destination: str | Path, *, quarantine: bool = False) -> Path:
+        """Copy a blob to ``destination`` after checking its digest; corrupt content is never left there.
+
+        ``quarantine``: move a corrupted blob aside (see ``_corrupt``); only runs staging inputs ask for it,
+        so that reading an archive (verify, reinterpret) never writes to the store.
+        """
         destination = Path(destination)
         destination.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=".fetch-")
         os.close(fd)
         tmp = Path(tmp_name)
         try:
-            self.backend.get_file(blob_key(digest), tmp)
+            try:
+                self.backend.get_file(blob_key(digest), tmp)
+            except ArtifactNotFoundError:
+                quarantined = f"quarantine/{split_digest(digest)[1]}"
+                if quarantine and self.backend.exists(quarantined):  # another step found it corrupted just now
+                    raise CorruptArtifactError(
+                        f"blob {digest} in {self.uri} was corrupted and is moved to {quarantined}; "
+                        "run again and the step that made it runs again"
+                    ) from None
+                raise
             actual = digest_file(tmp)
             if actual != digest:
-                raise CorruptArtifactError(
-                    f"blob {digest} in {self.uri} is corrupted (its content hashes to {actual}); "
-                    "it was not used: delete it and re-run to regenerate it"
-                )
+                raise self._corrupt(digest, actual, tmp if quarantine else None)
             tmp.chmod(0o644)
             os.replace(tmp, destination)
         finally:
@@ -119,10 +149,7 @@ class ArtifactStore:
         data = self.backend.get_bytes(blob_key(digest))
         actual = digest_bytes(data)
         if actual != digest:
-            raise CorruptArtifactError(
-                f"blob {digest} in {self.uri} is corrupted (its content hashes to {actual}); "
-                "it was not used: delete it and re-run to regenerate it"
-            )
+            raise self._corrupt(digest, actual)
         return data
 
     def tree_manifest(self, digest: str) -> dict[str, Any]:
@@ -135,8 +162,8 @@ class ArtifactStore:
             raise CorruptArtifactError(f"blob {digest} is not a tree manifest")
         return manifest
 
-    def fetch_tree(self, digest: str, destination: str | Path) -> Path:
-        """Materialize a directory artifact at ``destination`` (every file verified)."""
+    def fetch_tree(self, digest: str, destination: str | Path, *, quarantine: bool = False) -> Path:
+        """Materialize a directory artifact at ``destination`` (every file verified; see ``fetch_file``)."""
         destination = Path(destination)
         manifest = self.tree_manifest(digest)
         destination.mkdir(parents=True, exist_ok=True)
@@ -146,16 +173,16 @@ class ArtifactStore:
             target = destination / entry["path"]
             if destination.resolve() not in target.resolve().parents:
                 raise CorruptArtifactError(f"tree {digest} has an unsafe path {entry['path']!r}")
-            self.fetch_file(entry["digest"], target)
+            self.fetch_file(entry["digest"], target, quarantine=quarantine)
             if entry.get("executable"):
                 target.chmod(target.stat().st_mode | stat.S_IXUSR)
         return destination
 
-    def fetch(self, ref: ArtifactRef, destination: str | Path) -> Path:
-        """Materialize a file or directory artifact."""
+    def fetch(self, ref: ArtifactRef, destination: str | Path, *, quarantine: bool = False) -> Path:
+        """Materialize a file or directory artifact (``quarantine``: see ``fetch_file``)."""
         if ref.kind == "dir":
-            return self.fetch_tree(ref.digest, destination)
-        return self.fetch_file(ref.digest, destination)
+            return self.fetch_tree(ref.digest, destination, quarantine=quarantine)
+        return self.fetch_file(ref.digest, destination, quarantine=quarantine)
 
     def blobs_of(self, ref: ArtifactRef) -> list[str]:
         """Every blob digest an artifact consists of (the manifest and its entries for a tree)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -65,8 +67,24 @@ class RunManifest(_Record):
     started: str
     finished: str | None = None
     host: str = ""
+    pid: int | None = None
+    """Process id of the runner on ``host`` (tells a run still in progress from one that was killed)."""
     versions: dict[str, str] = Field(default_factory=dict)
     store: str = ""
     steps: dict[str, StepRecord] = Field(default_factory=dict)
     outputs: dict[str, ArtifactRef | list[ArtifactRef]] = Field(default_factory=dict)
     error: str | None = None
+
+
+def shown_status(manifest: RunManifest) -> str:
+    """The run's status, or ``interrupted`` for one still marked running whose runner on this host is gone
+    (killed before it could record an end; running it again resumes from the cache)."""
+    if manifest.status != "running" or manifest.pid is None or manifest.host != socket.gethostname():
+        return manifest.status
+    try:
+        os.kill(manifest.pid, 0)
+    except ProcessLookupError:
+        return "interrupted"
+    except PermissionError:  # alive, someone else's
+        pass
+    return manifest.status

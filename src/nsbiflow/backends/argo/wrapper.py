@@ -107,7 +107,7 @@ def _materialize(store: ArtifactStore, ref: ArtifactRef, target: Path) -> None:
         shutil.rmtree(target)
     elif target.exists():
         target.unlink()
-    store.fetch(ref, target)
+    store.fetch(ref, target, quarantine=True)
 
 
 def _run(argv: Sequence[str]) -> int:

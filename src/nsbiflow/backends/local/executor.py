@@ -105,6 +105,7 @@ class LocalExecutor:
             parameters=plan.parameters,
             started=utc_now(),
             host=socket.gethostname(),
+            pid=os.getpid(),
             versions=versions,
             store=self.store.uri,
             steps=steps,

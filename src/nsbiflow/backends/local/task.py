@@ -105,7 +105,7 @@ def stage_inputs(
         for index, ref in enumerate(artifacts):
             folder = workdir / "in" / name / (str(index) if multiple else "")
             target = folder if ref.kind == "dir" else folder / (ref.filename or name)
-            store.fetch(ref, target)
+            store.fetch(ref, target, quarantine=True)
             if ref.kind == "file":
                 target.chmod(0o444)
             paths.append(target)
