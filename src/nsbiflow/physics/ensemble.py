@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from nsbiflow.physics.mlp import MLPConfig
     from nsbiflow.physics.training import TrainedMember
 
-__all__ = ["CURVES", "MANIFEST", "Ensemble", "gather", "labels_in", "save_members"]
+__all__ = ["CURVES", "MANIFEST", "Ensemble", "bind_point", "gather", "labels_in", "save_members"]
 
 Aggregate = Literal["mean", "median"]
 Backend = Literal["numpy", "torch"]
@@ -177,3 +177,14 @@ class Ensemble:
             mean += delta / k
             m2 += delta * (value - mean)
         return mean, np.sqrt(m2 / max(self.size, 1))
+
+
+def bind_point(ensembles: Sequence[Ensemble], values: dict[str, float], stage: str) -> None:
+    """Evaluate every parametrized ensemble at ``values`` (a stage's ``at``); a name none of them has is an error."""
+    unused = sorted(set(values) - {name for e in ensembles for name in e.parameters})
+    if unused:
+        which = ", ".join(f"'{e.label}'" for e in ensembles)
+        plural = "s" if len(ensembles) > 1 else ""
+        raise StageError(f"{stage}: at: '{unused[0]}' is not a parameter of ensemble{plural} {which}; remove it")
+    for ensemble in ensembles:
+        ensemble.bind(values)

@@ -50,9 +50,6 @@ class TorchMembers:
         else:
             self.models = [BatchedMLP.from_member_states(mlp, [t]).to(self.device).eval() for t in tensors]
 
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.stacked or self.models)
-
     def member_log_ratios(self, x: NDArray[np.float64]) -> Iterator[NDArray[np.float64]]:
         """Log-ratio of each member on events ``x`` (memory: one group x tile of activations)."""
         with torch.inference_mode():

@@ -45,7 +45,7 @@ def toy_from_metadata(metas: Sequence[dict[str, Any]], need_signal: bool = True)
                 )
             merged[key] = value
     missing = set(ToyModel.model_fields) - set(merged)
-    if missing and (need_signal or not missing <= set(SIGNAL_FIELDS) or not merged):
+    if missing and (need_signal or not missing <= set(SIGNAL_FIELDS)):
         return None
     return ToyModel(**merged)
 

@@ -61,7 +61,7 @@ def calibrate(io: StageIO) -> None:
     import numpy as np
 
     from nsbiflow.physics import diagnostics, plots
-    from nsbiflow.physics.ensemble import CURVES, Ensemble, labels_in
+    from nsbiflow.physics.ensemble import CURVES, Ensemble, bind_point, labels_in
     from nsbiflow.physics.events import read_events
 
     cfg = io.config(CalibrateConfig)
@@ -75,10 +75,7 @@ def calibrate(io: StageIO) -> None:
         raise StageError(f"calibrate: {directory} holds several ensembles ({', '.join(labels)}); set 'label'")
     ens = Ensemble.load(directory, label)
     configure_threads()  # torch is loaded only on a CUDA device
-    unused = sorted(set(cfg.at) - set(ens.parameters))
-    if unused:
-        raise StageError(f"calibrate: at: '{unused[0]}' is not a parameter of ensemble '{label}'; remove it")
-    ens.bind(cfg.at)
+    bind_point([ens], cfg.at, "calibrate")
     num = read_events(io.input("numerator"), ens.observables or None)
     ref = read_events(io.input("reference"), num.observables)
     lr_num, _ = ens.log_ratio(num.x, cfg.aggregate)
@@ -128,6 +125,7 @@ def calibrate(io: StageIO) -> None:
 @stage("infer", outputs=("ratios",))
 def infer(io: StageIO) -> None:
     """Per-event log-ratios of every ensemble on the data and the held-out samples, streamed in chunks."""
+    from nsbiflow.physics.ensemble import bind_point
     from nsbiflow.physics.events import read_metadata
     from nsbiflow.physics.inference import infer_file, load_targets, normalise, toy_from_metadata
     from nsbiflow.physics.support import SupportModel
@@ -135,11 +133,7 @@ def infer(io: StageIO) -> None:
     cfg = io.config(InferConfig)
     targets = load_targets(io.input_list("ensembles"))
     configure_threads()  # torch is loaded only on a CUDA device
-    unused = sorted(set(cfg.at) - {p for t in targets.values() for p in t.ensemble.parameters})
-    if unused:
-        raise StageError(f"infer: at: '{unused[0]}' is not a parameter of any ensemble given; remove it")
-    for target in targets.values():
-        target.ensemble.bind(cfg.at)
+    bind_point([t.ensemble for t in targets.values()], cfg.at, "infer")
     support_dir = io.optional_input("support")
     support_model = SupportModel.load(support_dir) if support_dir else None
     files = [io.input("data"), *io.input_list("samples", required=False)]

@@ -106,12 +106,12 @@ def generate(io: StageIO) -> None:
         meta["parameters"] = {"signal_mean": [low, high]}
     for name, n, stream in (("events", cfg.n_events, 0), ("holdout", cfg.n_holdout, 1)):
         rng = _rng(cfg.seed, cfg.process, stream)
+        split = {**meta, "split": name}
         if cfg.signal_mean_range:
             x, means = model.sample_signal_family(n, rng, low, high)
-            events = Events(np.column_stack([x, means]), np.ones(n), [*OBSERVABLES, "signal_mean"], meta)
+            events = Events(np.column_stack([x, means]), np.ones(n), [*OBSERVABLES, "signal_mean"], split)
         else:
-            events = Events(model.sample(cfg.process, n, rng), np.ones(n), list(OBSERVABLES), meta)
-        events.meta = {**meta, "split": name}
+            events = Events(model.sample(cfg.process, n, rng), np.ones(n), list(OBSERVABLES), split)
         write_events(events, io.output(name))
 
 
