@@ -56,7 +56,8 @@ def test_plain_display_prints_step_progress_with_eta(tmp_path: Path) -> None:
     display = PlainProgress(stream=stream, every=0.0, poll=0.01)
     display.watch("train", path)
     display.update("train", "succeeded", StepRecord(template="train", image="x", parameters={}, seconds=1.0))
-    assert "  train: 2/4 members" in stream.getvalue() and stream.getvalue().index("  train: ") < stream.getvalue().index("succeeded")
+    printed = stream.getvalue()
+    assert "  train: 2/4 members" in printed and printed.index("  train: ") < printed.index("succeeded")
     assert display.watched == {}
     manifest = RunManifest(run_id="r", workflow={}, parameters={}, started="", store="s", steps={})
     display.finish(manifest)

@@ -47,7 +47,7 @@ class Progress:
         path = os.environ.get(PROGRESS_ENV)
         if path:
             with contextlib.suppress(OSError):  # progress is a courtesy: never fail a step over it
-                self._channel = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in __exit__)
+                self._channel = open(path, "a", encoding="utf-8")
         if self._tty:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
