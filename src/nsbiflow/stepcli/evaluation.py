@@ -104,7 +104,7 @@ def calibrate(io: StageIO) -> None:
     metrics["failures"] = failures
     out = io.output("report")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    plots.closure(out / f"closure_{label}.png", label, metrics["closure"])
+    plots.closure(out / f"closure_{label}.png", label, metrics["closure"], reference=ref.process)
     plots.calibration(out / f"calibration_{label}.png", label, metrics["calibration"])
     curves = json.loads((directory / label / CURVES).read_text()) if (directory / label / CURVES).exists() else {}
     if curves:
