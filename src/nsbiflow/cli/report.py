@@ -38,7 +38,8 @@ def report(reference: str, store_uri: str | None, is_archive: bool, output: Path
     else:
         manifest = store.read_manifest(resolve_run_id(store.run_ids(), reference))
         data = collect_run(store, manifest, step_statuses(store, manifest), shown_status(manifest))
-        default = Path("nsbiflow-results") / str(manifest.workflow.get("name", "run")) / f"report-{manifest.run_id}.html"
+        folder = Path("nsbiflow-results") / str(manifest.workflow.get("name", "run"))
+        default = folder / f"report-{manifest.run_id}.html"
     target = output or default
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")

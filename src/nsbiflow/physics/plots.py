@@ -113,9 +113,8 @@ def closure(
             width = np.diff(edges)  # densities: content / bin width (the bins have equal numerator content)
             num, rw = np.array(c["numerator"]), np.array(c["reweighted"])
             ax, rax = axes[0, j], axes[1, j]
-            mplhep.histplot(
-                np.array(c["reference"]) / width, edges, ax=ax, color="grey", ls="--", label=f"{reference} (denominator)"
-            )
+            denominator = np.array(c["reference"]) / width
+            mplhep.histplot(denominator, edges, ax=ax, color="grey", ls="--", label=f"{reference} (denominator)")
             mplhep.histplot(rw / width, edges, ax=ax, color="C0", label=f"{reference} x r")
             mplhep.histplot(
                 num / width,
@@ -173,7 +172,8 @@ def losses(path: Path, label: str, curves: dict[str, dict[str, list[float]]]) ->
         for k, (_, c) in enumerate(sorted(curves.items())):
             epochs = np.arange(1, len(c["train"]) + 1)
             ax.plot(epochs, c["train"], color="C0", alpha=0.5, label="train" if k == 0 else None)
-            ax.plot(epochs[: len(c["holdout"])], c["holdout"], color="C1", alpha=0.5, label="holdout" if k == 0 else None)
+            holdout = c["holdout"]
+            ax.plot(epochs[: len(holdout)], holdout, color="C1", alpha=0.5, label="holdout" if k == 0 else None)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("weighted BCE")
@@ -183,9 +183,8 @@ def losses(path: Path, label: str, curves: dict[str, dict[str, list[float]]]) ->
 
 def scan_range(results: dict[str, Any], level: float = 9.0) -> tuple[float, float] | None:
     """The mu range where some method's scan is below ``level`` (plus a margin): where the curves say something."""
-    inside = [
-        np.asarray(r.scan_mu)[np.asarray(r.scan_t) <= level] for r in results.values() if r is not None and len(r.scan_mu)
-    ]
+    scanned = [r for r in results.values() if r is not None and len(r.scan_mu)]
+    inside = [np.asarray(r.scan_mu)[np.asarray(r.scan_t) <= level] for r in scanned]
     inside = [x for x in inside if len(x)]
     if not inside:
         return None

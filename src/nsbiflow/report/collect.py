@@ -142,7 +142,9 @@ def collect_run(store: ArtifactStore, manifest: RunManifest, statuses: dict[str,
             elif PurePosixPath(relative).name == "metrics.json":
                 metrics = _read_json(store, digest)
                 if isinstance(metrics, dict) and isinstance(metrics.get("passed"), bool):
-                    details = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+                    details = {
+                        k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
+                    }
                     label = str(metrics.get("label") or relative)
                     gates.append(Gate(label, metrics["passed"], details, f"{name}/{relative}"))
             elif relative.endswith(".json") and PurePosixPath(relative).name == "results.json":

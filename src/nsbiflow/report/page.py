@@ -177,7 +177,8 @@ Steps in the DAG: <span id="dag-counts"></span></p>
 <h2>Diagnostics and gates</h2>{_gates(data)}
 {_archive(data)}
 <h2>Provenance</h2>{_provenance(data)}
-<p class="muted">written by nsbiflow {escape(m.versions.get("nsbiflow", ""))}; self-contained: no external resources.</p>
+<p class="muted">written by nsbiflow {escape(m.versions.get("nsbiflow", ""))}; self-contained: no external
+resources.</p>
 <script>{SCRIPT}</script>
 </body></html>
 """
