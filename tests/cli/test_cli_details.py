@@ -28,7 +28,7 @@ steps:
     foreach: [signal, background]
     run:
       image: busybox:1.36
-      command: [sh, -c, 'for a; do case $a in *=*) export "$a";; esac; done; echo "$label" > "$report/metrics.json"', sh]
+      command: [sh, -c, 'for a; do case $a in *=*) export "$a";; esac; done; echo $label > "$report/metrics.json"', sh]
       parameters: {label: {type: str}}
       outputs: {report: {kind: dir}}
     with: {label: "${{ item }}"}
@@ -44,7 +44,7 @@ def _run(tmp_path: Path, *extra: str) -> tuple[CliResult, dict[str, Any]]:
 
 
 def test_show_lists_steps_in_run_order_and_names_files(tmp_path: Path) -> None:
-    result, summary = _run(tmp_path)
+    result, _ = _run(tmp_path)
     assert result.returncode == 0, result.stderr
     exported = tmp_path / "nsbiflow-results" / "details" / "diagnostics"
     assert sorted(p.name for p in exported.iterdir()) == ["background", "signal"]  # the fan-out keys, not 0, 1
