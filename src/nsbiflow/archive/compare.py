@@ -66,6 +66,23 @@ def quantities(result: Any, prefix: str = "", depth: int = 0) -> dict[str, Value
     return found
 
 
+_ORDER = ("hat", "best", "poi", "interval_68", "interval_95", "interval", "upper", "limit", "cls", "z0", "signif")
+_KNOWN_METHODS = ("exact", "nsbi", "histogram")
+
+
+def _rank(name: str, order: tuple[str, ...]) -> int:
+    return next((i for i, word in enumerate(order) if word in name.lower()), len(order))
+
+
+def ordered(values: dict[str, Value]) -> dict[str, Value]:
+    """Quantities in reading order: best fits (the parameter of interest first), intervals, limits, significance."""
+    names = list(values)
+    return {
+        n: values[n]
+        for n in sorted(names, key=lambda n: (_rank(n, _ORDER), not n.lower().startswith("mu"), names.index(n)))
+    }
+
+
 def methods(document: Any) -> dict[str, dict[str, Value] | None]:
     """The methods of a result document and their quantities; ``None`` for a method with no result."""
     if not isinstance(document, dict):
@@ -80,12 +97,13 @@ def methods(document: Any) -> dict[str, dict[str, Value] | None]:
         elif isinstance(entry, dict):
             values = quantities(entry)
             if values:
-                found[str(name)] = values
+                found[str(name)] = ordered(values)
     if source is document:  # a top-level null next to real methods: a method that did not run (e.g. exact)
         for name, entry in document.items():
             if entry is None and found and not _SKIP.search(str(name)) and _looks_like_method(str(name), found):
                 found[str(name)] = None
-    return found
+    names = list(found)
+    return {n: found[n] for n in sorted(names, key=lambda n: (_rank(n, _KNOWN_METHODS), names.index(n)))}
 
 
 def _looks_like_method(name: str, found: dict[str, Any]) -> bool:

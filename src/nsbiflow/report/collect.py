@@ -154,6 +154,7 @@ def collect_run(store: ArtifactStore, manifest: RunManifest, statuses: dict[str,
     for step_id, record in manifest.steps.items():
         if statuses.get(step_id) == "failed":
             gates.append(Gate(step_id, False, {}, f"step failed: {record.error or ''}"))
+    plots.sort(key=lambda p: ("scan" not in p.path.lower(), p.output, p.path))  # the answer first, then diagnostics
     title = f"{manifest.workflow.get('name', 'run')} — run {manifest.run_id}"
     return ReportData(
         title=title,

@@ -68,7 +68,7 @@ def dag_svg(data: ReportData) -> str:
     columns: dict[int, list[str]] = {}
     for node in nodes:
         columns.setdefault(depth[node], []).append(node)
-    width_box, height_box, gap_x, gap_y = 200, 40, 60, 14
+    width_box, height_box, gap_x, gap_y = 240, 40, 50, 14
     position = {}
     for column, members in columns.items():
         for row, node in enumerate(members):
@@ -96,7 +96,7 @@ def dag_svg(data: ReportData) -> str:
         state = status[node]
         color = COLORS.get(state, "#9e9e9e")
         dash = ' stroke-dasharray="5,3"' if state == "cached" else ""
-        name = node if len(node) <= 28 else node[:27] + "…"
+        name = node if len(node) <= 34 else node[:33] + "…"
         parts.append(
             f'<g class="step" data-step="{escape(node)}" data-status="{escape(state)}" '
             f'data-cached="{str(state == "cached").lower()}"><title>{escape(node)}: {escape(labels[node])}</title>'
