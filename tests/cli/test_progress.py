@@ -79,3 +79,45 @@ def test_training_progress_reaches_the_plain_display(tmp_path: Path) -> None:
     assert lines.index(progress[-1]) < next(i for i, line in enumerate(lines) if " train succeeded in " in line)
     assert lines[-1].startswith("run ") and " succeeded in " in lines[-1]
     assert os.environ.get(PROGRESS_ENV) is None
+
+
+SHELL_PROGRESS = """\
+apiVersion: nsbiflow/v1
+kind: Workflow
+metadata: {name: shell-progress}
+steps:
+  work:
+    run:
+      image: busybox:1.36
+      command:
+        - sh
+        - -c
+        - |
+          echo '{"done": 2, "total": 4, "unit": "chunks", "message": "halfway"}' >> "$NSBIFLOW_PROGRESS"
+          sleep 1.2
+          for a; do case $a in out=*) echo done > "${a#*=}";; esac; done
+        - sh
+      outputs: {out: {kind: file}}
+"""
+
+
+def test_rich_display_draws_a_bar_for_a_running_step(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from nsbiflow.backends.local.executor import LocalExecutor
+    from nsbiflow.backends.local.progress import RichProgress
+    from nsbiflow.engine.plan import load_plan
+    from nsbiflow.store import open_store
+
+    workflow = tmp_path / "shell.yaml"
+    workflow.write_text(SHELL_PROGRESS)
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=140, color_system=None)
+    manifest = LocalExecutor(open_store(str(tmp_path / "store")), progress=RichProgress(console)).run(
+        load_plan(workflow)
+    )
+    assert manifest.status == "succeeded"
+    drawn = screen.getvalue()
+    assert "2/4 chunks" in drawn and "halfway" in drawn, drawn[-3000:]
+    assert "1/1 steps done" in drawn
+    assert "succeeded in " in drawn.splitlines()[-1]
