@@ -129,6 +129,18 @@ def timeline_svg(data: ReportData) -> str:
     parents: dict[str, list[str]] = {}
     for a, b in data.edges:
         parents.setdefault(b, []).append(a)
+    statuses = dict(data.statuses)
+    if len(spans) > MAX_NODES:  # one row per step template: from its first start to its last end
+        grouped: dict[str, tuple[float, float]] = {}
+        states: dict[str, set[str]] = {}
+        for sid, (start, end) in spans.items():
+            template = steps[sid].template
+            lo, hi = grouped.get(template, (start, end))
+            grouped[template] = (min(lo, start), max(hi, end))
+            states.setdefault(template, set()).add(statuses.get(sid, steps[sid].status))
+        for template, seen in states.items():
+            statuses[template] = "cached" if seen == {"cached"} else ("failed" if "failed" in seen else "succeeded")
+        spans, parents = grouped, {}
     order = sorted(spans, key=lambda s: (spans[s][0], spans[s][1], s))
     total = max(max(end for _, end in spans.values()), 1.0)
     label_w, bar_w, row_h = 230, 640, 18
@@ -146,7 +158,7 @@ def timeline_svg(data: ReportData) -> str:
     for row, sid in enumerate(order):
         start, end = spans[sid]
         y = 20 + row * row_h
-        state = data.statuses.get(sid, steps[sid].status)
+        state = statuses.get(sid, "succeeded")
         color = COLORS.get(state, "#9e9e9e")
         ready = max((spans[p][1] for p in parents.get(sid, []) if p in spans), default=start)
         parts.append(
@@ -168,7 +180,7 @@ def timeline_svg(data: ReportData) -> str:
             parts.append(
                 f'<rect x="{label_w + start * scale}" y="{y + 1}" width="{max(2.0, (end - start) * scale)}" '
                 f'height="{row_h - 4}" fill="{color}"><title>{escape(sid)}: {escape(state)}, '
-                f"{steps[sid].seconds:.1f}s</title></rect>"
+                f"{end - start:.1f}s</title></rect>"
             )
         parts.append("</g>")
     parts.append("</svg>")
