@@ -22,7 +22,16 @@ interface:
 outputs:
   results: fit.results
   plots: fit.plots
+  notes: note.text
 steps:
+  note:
+    foreach: [alpha, beta]
+    run:
+      image: busybox:1.36
+      command: [sh, -c, 'for a; do case $a in *=*) export "$a";; esac; done; echo "$name" > "$text"', sh]
+      parameters: {name: {type: str}}
+      outputs: {text: {kind: file, filename: note.txt}}
+    with: {name: "${{ item }}"}
   fit:
     run:
       image: busybox:1.36
@@ -94,6 +103,8 @@ def test_reinterpretation_prints_and_exports_new_vs_original(archived: tuple[Pat
     assert (folder / "new" / "plots" / "scans.png").read_text().strip() == "scan at scale 1.5"
     assert (folder / "original" / "hypothesis.txt").read_text().strip() == "scale=1.0"
     assert (folder / "new" / "hypothesis.txt").read_text().strip() == "scale=1.5"
+    for side in ("original", "new"):  # gathered outputs in folders named by the fan-out key
+        assert (folder / side / "notes" / "beta" / "note.txt").read_text().strip() == "beta"
     # --json carries the same table
     again = run_cli("reinterpret", "tiny", "--patch", patch, "--store", store, "--json", cwd=tmp_path)
     report = json.loads(again.stdout.strip().splitlines()[-1])

@@ -308,14 +308,41 @@ def compare_results(store: ArtifactStore, result: ReinterpretResult) -> list[Com
     return comparisons
 
 
-def _export_refs(store: ArtifactStore, outputs: dict[str, Any], target: Path) -> None:
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def instance_folders(producers: dict[str, str], refs: list[ArtifactRef]) -> list[str]:
+    """A folder name per gathered artifact: the fan-out key of the step that made it (``calibrate[signal]`` ->
+    ``signal``; ``producers`` maps output digests to step ids), else its index when keys are missing or clash."""
+    keys = []
+    for ref in refs:
+        step_id = producers.get(ref.digest, "")
+        keys.append(step_id[step_id.find("[") + 1 : -1] if step_id.endswith("]") and "[" in step_id else "")
+    if all(_SAFE_NAME.match(k) for k in keys) and len(set(keys)) == len(keys):
+        return keys
+    return [str(i) for i in range(len(refs))]
+
+
+def _producers(manifest: Any) -> dict[str, str]:
+    steps = manifest.get("steps", {}) if isinstance(manifest, dict) else {}
+    found: dict[str, str] = {}
+    for step_id, record in steps.items():
+        for ref in (record.get("outputs") or {}).values() if isinstance(record, dict) else []:
+            if isinstance(ref, dict) and "digest" in ref:
+                found.setdefault(str(ref["digest"]), str(step_id))
+    return found
+
+
+def _export_refs(store: ArtifactStore, outputs: dict[str, Any], target: Path, producers: dict[str, str]) -> None:
     for name, value in outputs.items():
-        items = value if isinstance(value, list) else [value]
-        for index, item in enumerate(items):
-            if not (isinstance(item, dict) and {"kind", "digest"} <= set(item)) and not isinstance(item, ArtifactRef):
-                continue
-            ref = item if isinstance(item, ArtifactRef) else ArtifactRef.model_validate(item)
-            base = target / name if len(items) == 1 else target / name / str(index)
+        items = [
+            item if isinstance(item, ArtifactRef) else ArtifactRef.model_validate(item)
+            for item in (value if isinstance(value, list) else [value])
+            if isinstance(item, ArtifactRef) or (isinstance(item, dict) and {"kind", "digest"} <= set(item))
+        ]
+        folders = instance_folders(producers, items)
+        for ref, folder in zip(items, folders, strict=True):
+            base = target / name if len(items) == 1 else target / name / folder
             store.export(ref, base if ref.kind == "dir" else base / (ref.filename or name))
 
 
@@ -332,14 +359,19 @@ def export_reinterpretation(
     )
     try:
         _, archived = load_archive(store, f"{result.archive}@{result.archive_digest.split(':', 1)[-1][:12]}")
-        original_outputs: dict[str, Any] = {n: v for n, v in archived.results.items()}
+        original_outputs: dict[str, Any] = dict(archived.results)
+        original_manifest: Any = archived.manifest
     except NsbiflowError:
-        original_outputs = {}
+        original_outputs, original_manifest = {}, {}
     new_outputs: dict[str, Any] = dict(result.manifest.outputs) if result.manifest is not None else {}
-    for folder, outputs, label in (("original", original_outputs, original_label), ("new", new_outputs, new_label)):
+    new_manifest = result.manifest.model_dump(mode="json") if result.manifest is not None else {}
+    for folder, outputs, label, manifest in (
+        ("original", original_outputs, original_label, original_manifest),
+        ("new", new_outputs, new_label, new_manifest),
+    ):
         if not outputs:
             continue
-        _export_refs(store, outputs, target / folder)
+        _export_refs(store, outputs, target / folder, _producers(manifest))
         (target / folder / "hypothesis.txt").write_text(label + "\n")
         paths[folder] = target / folder
     return paths

@@ -189,13 +189,18 @@ def show(run_id: str, store_uri: str | None, as_json: bool, log_step: str | None
 
 
 def run_order(manifest: RunManifest) -> list[str]:
-    """Step ids in the order they started (cached steps when they were found; never-started ones last)."""
-    position = {sid: i for i, sid in enumerate(manifest.steps)}
+    """Step ids in the order they started (cached steps when they were found; never-started ones last); within
+    the same second, upstream steps first."""
+    from nsbiflow.report.collect import step_edges
+    from nsbiflow.report.graph import layers
 
-    def key(step_id: str) -> tuple[int, str, int]:
+    position = {sid: i for i, sid in enumerate(manifest.steps)}
+    depth = layers(list(manifest.steps), step_edges(manifest))
+
+    def key(step_id: str) -> tuple[int, str, int, int]:
         record = manifest.steps[step_id]
         when = record.started or record.finished
-        return (0 if when else 1, when or "", position[step_id])
+        return (0 if when else 1, when or "", depth[step_id], position[step_id])
 
     return sorted(manifest.steps, key=key)
 

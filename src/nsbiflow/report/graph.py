@@ -20,7 +20,7 @@ MAX_NODES = 80
 """Above this many step instances the DAG shows one node per step template (with counts)."""
 
 
-def _layers(nodes: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
+def layers(nodes: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
     """Longest-path depth of every node (edges go from a lower to a higher layer)."""
     depth = dict.fromkeys(nodes, 0)
     parents: dict[str, list[str]] = {n: [] for n in nodes}
@@ -64,7 +64,7 @@ def _grouped(data: ReportData) -> tuple[list[str], list[tuple[str, str]], dict[s
 def dag_svg(data: ReportData) -> str:
     """The DAG, left to right by dependency depth; each node coloured by status, cache hits marked."""
     nodes, edges, status, labels = _grouped(data)
-    depth = _layers(nodes, edges)
+    depth = layers(nodes, edges)
     columns: dict[int, list[str]] = {}
     for node in nodes:
         columns.setdefault(depth[node], []).append(node)
