@@ -22,6 +22,9 @@ yadage-env: $(YADAGE_STAMP)
 
 toy: $(STAMP)
 	$(BIN)/nsbiflow run workflows/toy-nsbi.yaml
+	@echo
+	@echo "To use the nsbiflow command in this shell: source $(VENV)/bin/activate   (or call $(BIN)/nsbiflow)"
+	@echo "Then try: nsbiflow runs; nsbiflow report latest; see README.md for the tour"
 
 test: $(STAMP) $(YADAGE_STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts

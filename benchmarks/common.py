@@ -17,7 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(os.environ.get("NSBIFLOW_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
+"""Where results go; tests point ``NSBIFLOW_BENCH_RESULTS`` at a temporary folder (tracked files stay as they are)."""
 
 
 def machine() -> dict[str, Any]:

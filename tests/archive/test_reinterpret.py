@@ -96,7 +96,7 @@ def test_missing_and_tampered_archives_are_refused_and_write_nothing(preserved: 
     patch = _patch(tmp_path, POWER_3)
     before = snapshot(preserved.store)
     code, _, err = preserved.cli("reinterpret", "nothing-here", "--patch", patch)
-    assert code == 1 and err == "error: no archive 'nothing-here' in the store " + str(preserved.store) + (
+    assert code == 2 and err == "error: no archive 'nothing-here' in the store " + str(preserved.store) + (
         " (see `nsbiflow archive list`)\n"
     )
     # an altered blob the archive references (the result) is caught before anything runs
@@ -105,7 +105,7 @@ def test_missing_and_tampered_archives_are_refused_and_write_nothing(preserved: 
     blob.write_text("tampered\n")
     before = snapshot(preserved.store)
     code, _, err = preserved.cli("reinterpret", "demo", "--patch", patch)
-    assert code == 1 and err.count("\n") == 1
+    assert code == 2 and err.count("\n") == 1
     assert f"failed verification: altered: total.total ({preserved.total})" in err
     assert snapshot(preserved.store) == before
     # an edited record no longer matches its digest
@@ -113,5 +113,5 @@ def test_missing_and_tampered_archives_are_refused_and_write_nothing(preserved: 
     record.write_text(record.read_text().replace('"power": 2', '"power": 5'))
     before = snapshot(preserved.store)
     code, _, err = preserved.cli("reinterpret", "demo", "--patch", patch)
-    assert code == 1 and err.count("\n") == 1 and "is tampered" in err
+    assert code == 2 and err.count("\n") == 1 and "is tampered" in err
     assert snapshot(preserved.store) == before

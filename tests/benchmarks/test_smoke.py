@@ -15,20 +15,23 @@ BENCH = REPO / "benchmarks"
 
 
 @pytest.mark.parametrize("name", ["training", "inference", "fits"])
-def test_benchmark_runs_at_toy_size(name: str) -> None:
-    """Each script runs with NSBIFLOW_BENCH_QUICK=1 and writes its ``<name>_quick.json``."""
-    result = BENCH / "results" / f"{name}_quick.json"
-    before = result.stat().st_mtime_ns if result.exists() else 0
+def test_benchmark_runs_at_toy_size(name: str, tmp_path: Path) -> None:
+    """Each script runs with NSBIFLOW_BENCH_QUICK=1 and writes its ``<name>_quick.json`` (into a temporary folder:
+    the tracked results are never rewritten by the tests)."""
+    result = tmp_path / f"{name}_quick.json"
+    tracked = BENCH / "results" / f"{name}_quick.json"
+    before = tracked.read_bytes() if tracked.exists() else None
     proc = subprocess.run(
         [sys.executable, str(BENCH / f"{name}.py")],
-        env={**os.environ, "NSBIFLOW_BENCH_QUICK": "1"},
+        env={**os.environ, "NSBIFLOW_BENCH_QUICK": "1", "NSBIFLOW_BENCH_RESULTS": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert result.exists() and result.stat().st_mtime_ns > before
+    assert result.exists()
+    assert (tracked.read_bytes() if tracked.exists() else None) == before, f"{tracked} was rewritten"
     payload = json.loads(result.read_text())
     assert payload["benchmark"] == f"{name}_quick"
     assert payload["machine"]["cpus"]

@@ -14,7 +14,7 @@ import pytest
 
 from nsbiflow.physics import plots
 
-DPI = 80
+DPI = plots.DPI
 
 
 def _closure(n_obs: int = 3, scale: float = 1.0) -> dict[str, dict[str, Any]]:
@@ -57,9 +57,18 @@ CASES: dict[str, tuple[Callable[[Path], None], tuple[float, float]]] = {
     "losses": (lambda p: plots.losses(p, "signal", LOSSES), (5.5, 4.0)),
     "scans": (
         lambda p: plots.scans(p, {"exact": _scan(1.0, 0.35), "nsbi": _scan(1.05, 0.37), "histogram": None}, 1.0),
-        (6.0, 4.5),
+        (7.5, 5.0),
+    ),
+    "scans_with_hypothesis": (
+        lambda p: plots.scans(p, {"exact": _scan(1.0, 0.35)}, 1.0, hypothesis="signal_mean=1.4, nu_s=100"),
+        (7.5, 5.0),
     ),
 }
+
+
+def test_scan_range_keeps_where_the_curves_say_something() -> None:
+    lo, hi = plots.scan_range({"exact": _scan(1.0, 0.35), "nsbi": _scan(1.05, 0.37), "histogram": None})
+    assert -0.3 < lo < 0.0 and 2.0 < hi < 2.4  # t <= 9 within 3 sigma of mu_hat, plus a margin; the grid is [-1, 4]
 
 
 def _png_size(path: Path) -> tuple[int, int]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from nsbiflow.cli.app import STORE_OPTION, cli
+from nsbiflow.cli.app import STORE_OPTION, cli, fail
 from nsbiflow.cli.local import resolve_run_id
 
 
@@ -148,6 +148,12 @@ def archive_verify(reference: str, store_uri: str | None) -> None:
 @STORE_OPTION
 @click.option("--jobs", "-j", type=click.IntRange(min=1), help="steps/cores to use at once [all cores]")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON report as the last line of stdout")
+@click.option(
+    "--results",
+    "results_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="export the comparison and the new and original outputs here [./nsbiflow-results/<archive>-reinterpreted]",
+)
 def reinterpret(
     reference: str,
     patch_file: Path,
@@ -156,8 +162,12 @@ def reinterpret(
     store_uri: str | None,
     jobs: int | None,
     as_json: bool,
+    results_dir: Path | None,
 ) -> None:
     """Reinterpret an archive: patch its interface, re-run only the steps the change touches."""
+    from nsbiflow.archive import ArchiveNotFoundError
+    from nsbiflow.archive.compare import compare_results, export_reinterpretation, text_table
+    from nsbiflow.archive.errors import TamperedArchiveError
     from nsbiflow.archive.patching import load_patch
     from nsbiflow.archive.pyhf_patchset import is_patchset, reinterpret_patchset
     from nsbiflow.archive.reinterpret import reinterpret as run_reinterpret
@@ -166,14 +176,23 @@ def reinterpret(
 
     store = open_store(store_uri)
     patch = load_patch(patch_file)
-    if is_patchset(patch):
-        result = reinterpret_patchset(store, reference, patch, patch_name=patch_name, workspace=workspace)
-    else:
-        progress = QuietProgress() if as_json else PlainProgress()
-        result = run_reinterpret(
-            store, reference, patch, base_dir=patch_file.resolve().parent, jobs=jobs, progress=progress
-        )
+    try:
+        if is_patchset(patch):
+            result = reinterpret_patchset(store, reference, patch, patch_name=patch_name, workspace=workspace)
+        else:
+            progress = QuietProgress() if as_json else PlainProgress()
+            result = run_reinterpret(
+                store, reference, patch, base_dir=patch_file.resolve().parent, jobs=jobs, progress=progress
+            )
+    except (ArchiveNotFoundError, TamperedArchiveError) as exc:  # the user's to fix: exit 2 (docs/recast.md)
+        fail(str(exc), 2)
+        return
+    comparisons = compare_results(store, result)
+    target = results_dir or Path("nsbiflow-results") / f"{result.archive}-reinterpreted"
+    exported = export_reinterpretation(store, result, comparisons, target)
     summary = result.summary()
+    summary["comparison"] = [c.as_json() for c in comparisons]
+    summary["exported"] = {name: str(path.resolve()) for name, path in exported.items()}
     if as_json:
         click.echo(json.dumps(summary))
         return
@@ -188,6 +207,10 @@ def reinterpret(
         before = result.record.original_results.get(name)
         click.echo(f"  result   {name}: {_short(value)}  (original: {_short(before)})")
     click.echo(f"  record   archives/{result.archive}/reinterpretations/{result.record_digest[7:]}.json")
+    for comparison in comparisons:
+        click.echo(text_table(comparison))
+    for name, path in exported.items():
+        click.echo(f"  exported {name}: {path}")
 
 
 def _short(value: object) -> str:

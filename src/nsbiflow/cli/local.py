@@ -10,6 +10,7 @@ import click
 
 from nsbiflow.cli.app import STEPS_OPTION, STORE_OPTION, cli
 from nsbiflow.errors import SpecError, UsageError
+from nsbiflow.store import RunManifest
 from nsbiflow.store.records import shown_status
 
 
@@ -72,7 +73,7 @@ def run(
     """Run a workflow on this machine (the embedded default); cached steps are not re-run."""
     from nsbiflow.backends.local.executor import LocalExecutor, check_store_reachable
     from nsbiflow.backends.local.progress import PlainProgress, RichProgress
-    from nsbiflow.cli.summary import export_outputs, print_summary, run_summary
+    from nsbiflow.cli.summary import export_outputs, instance_names, print_summary, run_summary
     from nsbiflow.engine.plan import load_plan
     from nsbiflow.store import open_store
 
@@ -83,14 +84,20 @@ def run(
     executor = LocalExecutor(store, jobs=jobs, workdir=workdir, progress=progress, keep_workdirs=keep_workdirs)
     manifest = executor.run(plan)
     target = results_dir or Path("nsbiflow-results") / plan.workflow.metadata.name
-    exported = export_outputs(store, manifest, target) if manifest.status == "succeeded" else {}
+    exported, problems = (
+        export_outputs(store, manifest, target, instance_names(plan)) if manifest.status == "succeeded" else ({}, [])
+    )
     summary = run_summary(store, manifest, exported)
+    if problems:
+        summary["export_errors"] = problems
     if as_json:
         print_summary(manifest, exported, err=True)
         click.echo(json.dumps(summary))
     else:
         print_summary(manifest, exported, err=False)
-    if manifest.status != "succeeded":
+    for line in problems:
+        click.echo(f"error: {line}", err=True)
+    if manifest.status != "succeeded" or problems:
         sys.exit(1)
 
 
@@ -99,14 +106,13 @@ def run(
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per run")
 def runs(store_uri: str | None, as_json: bool) -> None:
     """List the runs in the store, newest last."""
+    from nsbiflow.cli.summary import status_counts, step_statuses
     from nsbiflow.store import open_store
 
     store = open_store(store_uri)
     for run_id in store.run_ids():
         manifest = store.read_manifest(run_id)
-        counts: dict[str, int] = {}
-        for record in manifest.steps.values():
-            counts[record.status] = counts.get(record.status, 0) + 1
+        counts = status_counts(step_statuses(store, manifest))
         if as_json:
             click.echo(
                 json.dumps(
@@ -130,8 +136,10 @@ def runs(store_uri: str | None, as_json: bool) -> None:
 @STORE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="print the whole manifest as JSON")
 @click.option("--log", "log_step", metavar="STEP", help="print the log of one step")
-def show(run_id: str, store_uri: str | None, as_json: bool, log_step: str | None) -> None:
-    """Show a run: its steps, their status, and where the outputs are."""
+@click.option("--workflow", "print_workflow", is_flag=True, help="print the workflow file the run used (stored copy)")
+def show(run_id: str, store_uri: str | None, as_json: bool, log_step: str | None, print_workflow: bool) -> None:
+    """Show a run: its steps in run order, their status, and where the outputs are."""
+    from nsbiflow.cli.summary import step_statuses
     from nsbiflow.store import open_store
 
     store = open_store(store_uri)
@@ -144,25 +152,57 @@ def show(run_id: str, store_uri: str | None, as_json: bool, log_step: str | None
             raise UsageError(f"step {log_step!r} has no log (status {record.status})")
         click.echo(store.read_blob(record.log).decode(errors="replace"), nl=False)
         return
+    if print_workflow:
+        if not manifest.workflow.get("file"):
+            raise UsageError(f"run {manifest.run_id} has no stored workflow file")
+        click.echo(store.read_blob(manifest.workflow["file"]).decode(errors="replace"), nl=False)
+        return
     if as_json:
         click.echo(json.dumps(manifest.model_dump(mode="json"), indent=2))
         return
+    path = manifest.workflow.get("path")
+    where = path if path and Path(path).is_file() else "its file is gone; `--workflow` prints the stored copy"
+    statuses = step_statuses(store, manifest)
     click.echo(f"run       {manifest.run_id}")
-    click.echo(f"workflow  {manifest.workflow.get('name')}  ({manifest.workflow.get('path')})")
+    click.echo(f"workflow  {manifest.workflow.get('name')}  ({where})")
     click.echo(f"digest    {manifest.workflow.get('digest')}")
     click.echo(f"status    {shown_status(manifest)}   started {manifest.started}   finished {manifest.finished}")
     click.echo(f"host      {manifest.host}   nsbiflow {manifest.versions.get('nsbiflow')}")
     click.echo(f"store     {manifest.store}")
     click.echo(f"params    {json.dumps(manifest.parameters)}")
-    click.echo("steps:")
-    for step_id, record in manifest.steps.items():
-        line = f"  {step_id:<32} {record.status:<10} {record.seconds:8.1f}s  key {str(record.key)[:12]}"
+    click.echo("steps (in run order):")
+    for step_id in run_order(manifest):
+        record = manifest.steps[step_id]
+        status = statuses[step_id]
+        line = f"  {step_id:<32} {status:<11} {record.seconds:8.1f}s  key {str(record.key)[:12]}"
         click.echo(line + (f"  {record.error}" if record.error else ""))
     if manifest.outputs:
         click.echo("outputs:")
         for name, refs in manifest.outputs.items():
             for ref in refs if isinstance(refs, list) else [refs]:
                 click.echo(f"  {name:<16} {ref.kind:<4} {ref.digest}  {store.blob_location(ref.digest)}")
+                if ref.kind == "dir":
+                    from nsbiflow.archive.compare import tree_files
+
+                    for relative in tree_files(store, ref):
+                        click.echo(f"  {'':<16}      {relative}")
+
+
+def run_order(manifest: RunManifest) -> list[str]:
+    """Step ids in the order they started (cached steps when they were found; never-started ones last); within
+    the same second, upstream steps first."""
+    from nsbiflow.report.collect import step_edges
+    from nsbiflow.report.graph import layers
+
+    position = {sid: i for i, sid in enumerate(manifest.steps)}
+    depth = layers(list(manifest.steps), step_edges(manifest))
+
+    def key(step_id: str) -> tuple[int, str, int, int]:
+        record = manifest.steps[step_id]
+        when = record.started or record.finished
+        return (0 if when else 1, when or "", depth[step_id], position[step_id])
+
+    return sorted(manifest.steps, key=key)
 
 
 def resolve_run_id(known: list[str], wanted: str) -> str:

@@ -155,7 +155,9 @@ class _Planner:
         self.items: dict[str, list[tuple[str, Any]] | None] = {}
 
     def fail(self, loc: tuple[Any, ...], message: str, *, key: bool = False) -> None:
-        self.problems.append(self.doc.problem(loc, message, key=key))
+        problem = self.doc.problem(loc, message, key=key)
+        if str(problem) not in {str(p) for p in self.problems}:  # a fanned-out step's mistake: reported once
+            self.problems.append(problem)
 
     # -- step definitions -----------------------------------------------------------------------------
     def resolve_definitions(self) -> None:
@@ -332,9 +334,14 @@ class _Planner:
                 continue
             sources: list[InputSource] = []
             if isinstance(binding, FileInput):
-                file_path = (self.path.parent / binding.path).resolve()
+                try:
+                    rendered_path = str(render(binding.path, scope))  # ${{ }} interpolates in a path too
+                except ExpressionError as exc:
+                    self.fail((*loc, "path"), f"inputs.{iname}.path: {exc}")
+                    continue
+                file_path = (self.path.parent / rendered_path).resolve()
                 if not file_path.exists():
-                    self.fail((*loc, "path"), f"input file {binding.path!r} does not exist (looked at {file_path})")
+                    self.fail((*loc, "path"), f"input file {rendered_path!r} does not exist (looked at {file_path})")
                     continue
                 sources = [InputSource(path=file_path)]
             else:

@@ -87,10 +87,13 @@ def calibration_curve(
     observed = np.bincount(which, weights=w * y, minlength=n_bins) / np.maximum(total, 1e-300)
     filled = total > 0
     ece = float(np.sum(total[filled] * np.abs(predicted - observed)[filled]) / total.sum())
+    n_eff = total**2 / np.maximum(np.bincount(which, weights=w * w, minlength=n_bins), 1e-300)  # Kish
+    observed_err = np.sqrt(np.clip(observed * (1 - observed), 0, None) / np.maximum(n_eff, 1.0))
     return {
         "edges": edges.tolist(),
         "predicted": predicted[filled].tolist(),
         "observed": observed[filled].tolist(),
+        "observed_err": observed_err[filled].tolist(),
         "fraction": (total / total.sum())[filled].tolist(),
         "ece": ece,
     }

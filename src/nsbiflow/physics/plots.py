@@ -21,6 +21,9 @@ import numpy as np
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+DPI = 110
+"""Pixels per inch of every PNG (a 6 x 4.5 in plot is 660 x 495 pixels)."""
+
 # Margins in inches (independent of the figure size); room for tick labels of up to ~6 characters
 # ("0.0005", "100000") plus the axis label on the left, the x-axis label below, a title above.
 _LEFT, _RIGHT, _BOTTOM, _TOP, _TOP_TITLE = 0.75, 0.2, 0.6, 0.2, 0.35
@@ -39,7 +42,7 @@ def _style() -> Any:  # dict[str, Any]; matplotlib's stubs want the rc keys as l
         "legend.fontsize": 9,
         "xtick.labelsize": 9,
         "ytick.labelsize": 9,
-        "figure.dpi": 80,
+        "figure.dpi": DPI,
         "xtick.minor.visible": False,
         "ytick.minor.visible": False,
         "axes.titley": 1.0,  # a fixed title position: no measuring of the tick labels to place it
@@ -91,8 +94,14 @@ def _grid_shape(fig: Figure) -> tuple[int, int]:
     return ncols, nrows
 
 
-def closure(path: Path, label: str, closure_metrics: dict[str, dict[str, Any]]) -> None:
-    """Numerator vs reweighted reference (and the raw reference) in every observable, chi2/ndf in the legend."""
+def closure(
+    path: Path, label: str, closure_metrics: dict[str, dict[str, Any]], reference: str = "reference"
+) -> None:
+    """Numerator vs reweighted denominator (and the raw denominator) in every observable, chi2/ndf in the titles.
+
+    ``reference`` names the ratio's denominator sample: the reference for a process ratio, the nominal
+    background for a +-1 sigma variation.
+    """
     import mplhep
 
     names = list(closure_metrics)
@@ -104,8 +113,9 @@ def closure(path: Path, label: str, closure_metrics: dict[str, dict[str, Any]]) 
             width = np.diff(edges)  # densities: content / bin width (the bins have equal numerator content)
             num, rw = np.array(c["numerator"]), np.array(c["reweighted"])
             ax, rax = axes[0, j], axes[1, j]
-            mplhep.histplot(np.array(c["reference"]) / width, edges, ax=ax, color="grey", ls="--", label="reference")
-            mplhep.histplot(rw / width, edges, ax=ax, color="C0", label="reference x r")
+            denominator = np.array(c["reference"]) / width
+            mplhep.histplot(denominator, edges, ax=ax, color="grey", ls="--", label=f"{reference} (denominator)")
+            mplhep.histplot(rw / width, edges, ax=ax, color="C0", label=f"{reference} x r")
             mplhep.histplot(
                 num / width,
                 edges,
@@ -113,7 +123,7 @@ def closure(path: Path, label: str, closure_metrics: dict[str, dict[str, Any]]) 
                 yerr=np.array(c["numerator_err"]) / width,
                 histtype="errorbar",
                 color="k",
-                label=label,
+                label=f"{label} (numerator)",
                 markersize=3,
             )
             ax.set_title(f"{name}: chi2/ndf = {c['chi2_ndf']:.2f}")
@@ -127,36 +137,69 @@ def closure(path: Path, label: str, closure_metrics: dict[str, dict[str, Any]]) 
             if j == 0:
                 ax.set_ylabel("density")
                 ax.legend()
-                rax.set_ylabel("num / rw")
+                rax.set_ylabel("numerator /\nreweighted")
 
 
 def calibration(path: Path, label: str, curve: dict[str, Any]) -> None:
-    """Reliability diagram of the classifier output."""
+    """Reliability diagram of the classifier output, with the binomial uncertainty of each bin when recorded."""
     with _figure(path, (4.5, 4.5)) as fig:
         ax = fig.subplots()
-        ax.plot([0, 1], [0, 1], color="grey", ls="--")
-        ax.plot(curve["predicted"], curve["observed"], "o-", color="C0", label=f"{label} (ECE {curve['ece']:.3f})")
+        ax.plot([0, 1], [0, 1], color="grey", ls="--", label="perfect calibration")
+        errors = curve.get("observed_err")
+        ax.errorbar(
+            curve["predicted"],
+            curve["observed"],
+            yerr=errors,
+            fmt="o-",
+            color="C0",
+            capsize=2,
+            markersize=4,
+            label=f"{label} (ECE {curve['ece']:.3f})",
+        )
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
         ax.set_xlabel("mean classifier output s")
         ax.set_ylabel("numerator fraction")
-        ax.legend()
+        ax.legend(loc="upper left")
 
 
 def losses(path: Path, label: str, curves: dict[str, dict[str, list[float]]]) -> None:
-    """Training and holdout loss per epoch of every member."""
+    """Training and holdout loss per epoch of every member (epochs counted from 1, integer ticks)."""
+    from matplotlib.ticker import MaxNLocator
+
     with _figure(path, (5.5, 4), title=True) as fig:
         ax = fig.subplots()
         for k, (_, c) in enumerate(sorted(curves.items())):
-            ax.plot(c["train"], color="C0", alpha=0.5, label="train" if k == 0 else None)
-            ax.plot(c["holdout"], color="C1", alpha=0.5, label="holdout" if k == 0 else None)
+            epochs = np.arange(1, len(c["train"]) + 1)
+            ax.plot(epochs, c["train"], color="C0", alpha=0.5, label="train" if k == 0 else None)
+            holdout = c["holdout"]
+            ax.plot(epochs[: len(holdout)], holdout, color="C1", alpha=0.5, label="holdout" if k == 0 else None)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("weighted BCE")
         ax.set_title(f"{label}: {len(curves)} members")
         ax.legend()
 
 
-def scans(path: Path, results: dict[str, Any], mu_injected: float | None = None) -> None:
-    """Profile likelihood scans ``t(mu)`` of the methods, with the 68 % and 95 % levels."""
-    with _figure(path, (6, 4.5)) as fig:
+def scan_range(results: dict[str, Any], level: float = 9.0) -> tuple[float, float] | None:
+    """The mu range where some method's scan is below ``level`` (plus a margin): where the curves say something."""
+    scanned = [r for r in results.values() if r is not None and len(r.scan_mu)]
+    inside = [np.asarray(r.scan_mu)[np.asarray(r.scan_t) <= level] for r in scanned]
+    inside = [x for x in inside if len(x)]
+    if not inside:
+        return None
+    lo, hi = min(float(x.min()) for x in inside), max(float(x.max()) for x in inside)
+    pad = 0.08 * (hi - lo or 1.0)
+    full = [(float(np.min(r.scan_mu)), float(np.max(r.scan_mu))) for r in results.values() if r is not None]
+    return max(lo - pad, min(a for a, _ in full)), min(hi + pad, max(b for _, b in full))
+
+
+def scans(path: Path, results: dict[str, Any], mu_injected: float | None = None, hypothesis: str = "") -> None:
+    """Profile likelihood scans ``t(mu)`` of the methods, with the 68 % and 95 % levels and the injected mu labelled.
+
+    ``hypothesis`` (e.g. ``signal_mean=1.4``) becomes the title: the signal model the scans were computed for.
+    """
+    with _figure(path, (7.5, 5), title=bool(hypothesis)) as fig:
         ax = fig.subplots()
         styles = {"exact": ("k", "-"), "nsbi": ("C0", "--"), "histogram": ("C1", "-.")}
         for name, res in results.items():
@@ -165,11 +208,18 @@ def scans(path: Path, results: dict[str, Any], mu_injected: float | None = None)
             color, ls = styles.get(name, ("C2", ":"))
             lo, hi = res.interval_68
             ax.plot(res.scan_mu, res.scan_t, color=color, ls=ls, label=f"{name}: {res.mu_hat:.2f} [{lo:.2f}, {hi:.2f}]")
-        for level in (1.0, 3.84):
+        window = scan_range(results)
+        if window is not None:
+            ax.set_xlim(*window)
+        x_text = ax.get_xlim()[0] + 0.02 * (ax.get_xlim()[1] - ax.get_xlim()[0])
+        for level, text in ((1.0, "68% CL (t = 1)"), (3.84, "95% CL (t = 3.84)")):
             ax.axhline(level, color="grey", lw=0.8, ls=":")
+            ax.text(x_text, level + 0.1, text, color="dimgrey", fontsize=8, va="bottom")
         if mu_injected is not None:
-            ax.axvline(mu_injected, color="grey", lw=0.8)
+            ax.axvline(mu_injected, color="grey", lw=0.8, label=f"injected mu = {mu_injected:g}")
         ax.set_ylim(0, 8)
         ax.set_xlabel("signal strength mu")
         ax.set_ylabel("-2 ln lambda(mu)")
-        ax.legend(title="mu_hat [68% CL]")
+        if hypothesis:
+            ax.set_title(f"signal hypothesis: {hypothesis}")
+        ax.legend(title="mu_hat [68% CL]", loc="upper center")

@@ -13,6 +13,13 @@ from nsbiflow.spec.yaml_source import SourceDocument
 STEPS_PATH_ENV = "NSBIFLOW_STEPS_PATH"
 
 
+def shipped_steps() -> Path:
+    """The catalog shipped with nsbiflow: inside the wheel, or the checkout's ``steps/`` for an editable install."""
+    package = Path(__file__).resolve().parents[1]
+    wheel = package / "_catalog" / "steps"
+    return wheel if wheel.is_dir() else package.parents[1] / "steps"
+
+
 @dataclass
 class CatalogEntry:
     """A loaded step definition and where it came from."""
@@ -36,7 +43,7 @@ class StepCatalog:
         here = Path(workflow_file).resolve().parent
         dirs: list[Path] = list(extra or [])
         dirs += [Path(p) for p in os.environ.get(STEPS_PATH_ENV, "").split(os.pathsep) if p]
-        dirs += [here / "steps", here.parent / "steps", Path(__file__).resolve().parents[1] / "_catalog" / "steps"]
+        dirs += [here / "steps", here.parent / "steps", shipped_steps()]
         return cls(search_path=[d for d in dirs if d.is_dir()])
 
     def find(self, name: str) -> CatalogEntry | None:

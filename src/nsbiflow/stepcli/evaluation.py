@@ -104,7 +104,7 @@ def calibrate(io: StageIO) -> None:
     metrics["failures"] = failures
     out = io.output("report")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    plots.closure(out / f"closure_{label}.png", label, metrics["closure"])
+    plots.closure(out / f"closure_{label}.png", label, metrics["closure"], reference=ref.process)
     plots.calibration(out / f"calibration_{label}.png", label, metrics["calibration"])
     curves = json.loads((directory / label / CURVES).read_text()) if (directory / label / CURVES).exists() else {}
     if curves:
@@ -147,7 +147,7 @@ def infer(io: StageIO) -> None:
     toy = toy_from_metadata([read_metadata(p) for p in files], need_signal)
     out = io.output("ratios")
     norms = normalise(targets, by_process, cfg.batch_size, cfg.aggregate) if cfg.normalise else {}
-    with Progress("infer") as bar:
+    with Progress("infer", unit="events") as bar:
         counts = {}
         for process, path in by_process.items():
             counts[process] = infer_file(
@@ -181,7 +181,7 @@ def limits(io: StageIO) -> None:
     if missing:
         raise StageError(f"limits: {where} lacks held-out sample(s) {', '.join(missing)}; add them to infer's samples")
     observed, samples = tables["observed"], {s: tables[s] for s in analysis.SAMPLES}
-    with Progress("limits") as bar:
+    with Progress("limits", unit="methods") as bar:
         observable, sigmas = analysis.choose_observable(samples, lim)
         bar.log(f"histogram observable: {observable}")
         results: dict[str, Any] = {}

@@ -110,7 +110,7 @@ def train_ratio(io: StageIO) -> None:
         }
     label = cfg.label or num.process
     train_cfg = TrainConfig(**cfg.model_dump(exclude={"label", "parameters"}))
-    with Progress(f"train-ratio {label} chunk {cfg.chunk}") as bar:
+    with Progress(f"train-ratio {label} chunk {cfg.chunk}", unit="members") as bar:
         members, scaler = train_ensemble(num_x, ref_x, train_cfg, num.weights, ref.weights, progress=bar.update)
         for m in members:
             bar.log(f"  {m.name}: best epoch {m.info['best_epoch']}, holdout loss {m.info['holdout_loss']:.5f}")
@@ -171,7 +171,7 @@ def support(io: StageIO) -> None:
         patience=cfg.patience,
         bootstrap=False,
     )
-    with Progress("support") as bar:
+    with Progress("support", unit="members") as bar:
         members, scaler = train_ensemble(x_pool, x_ref, train_cfg, w_pool, w_ref, progress=bar.update)
         out = io.output("support")
         mlp = MLPConfig(n_inputs=len(ref.observables), hidden=cfg.hidden)

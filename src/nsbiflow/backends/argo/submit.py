@@ -139,8 +139,9 @@ class ArgoClient:
             raise ArgoError(f"TLS error talking to the Argo server at {self.server} ({type(exc).__name__}); "
                             "use an http:// URL for a port-forwarded server or --insecure") from None  # fmt: skip
         except requests.exceptions.ConnectionError:
-            raise ArgoError(f"cannot reach the Argo server at {self.server} (connection failed): is it running "
-                            "and port-forwarded (kubectl -n NS port-forward svc/argo-server 2746)?") from None
+            raise ArgoError(f"cannot reach the Argo server at {self.server} (connection failed): is it running and "
+                            "port-forwarded (kubectl -n NS port-forward svc/nsbiflow-argo-workflows-server 2746)?"
+                            ) from None
         except requests.exceptions.Timeout:
             raise ArgoError(f"the Argo server at {self.server} did not answer in time") from None
         except HeraException as exc:

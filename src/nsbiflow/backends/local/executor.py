@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from nsbiflow import __version__
-from nsbiflow.backends.local.progress import PlainProgress, Progress
+from nsbiflow.backends.local.progress import PlainProgress, Progress, progress_file
 from nsbiflow.backends.local.task import TaskResult, kill_running, run_task, utc_now
 from nsbiflow.engine.keys import code_identity, step_key
 from nsbiflow.engine.plan import Plan, PlannedStep
@@ -218,8 +218,11 @@ class LocalExecutor:
                         used_cpu += cpu
                         used_mem += mem
                         record.status, record.started = "running", utc_now()
-                        self.progress.update(step_id, "running", record)
                         workdir = root / _safe_dirname(step_id)
+                        watch = getattr(self.progress, "watch", None)  # optional: displays of step progress
+                        if watch is not None:
+                            watch(step_id, progress_file(workdir))
+                        self.progress.update(step_id, "running", record)
                         future = pool.submit(
                             run_task,
                             self.store,

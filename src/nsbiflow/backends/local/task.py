@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nsbiflow.backends.local.progress import PROGRESS_ENV, progress_file
 from nsbiflow.engine.plan import PlannedStep
 from nsbiflow.store import ArtifactRef, ArtifactStore, CacheEntry
 
@@ -177,6 +178,9 @@ def run_task(
     log_path = workdir / "step.log"
     inputs = stage_inputs(store, step, refs, workdir)
     env = step_environment(step, run_id)
+    env[PROGRESS_ENV] = str(progress_file(workdir))  # the step's progress channel (read by the display)
+    progress_file(workdir).parent.mkdir(parents=True, exist_ok=True)
+    progress_file(workdir).write_bytes(b"")
     attempts = 0
     error: str | None = None
     delay = step.retries.backoff_seconds
