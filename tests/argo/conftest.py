@@ -10,21 +10,24 @@ from typing import Any
 import pytest
 
 from nsbiflow.backends.argo import compile_to_dict
-from nsbiflow.backends.local.task import encode_parameter
+from nsbiflow.engine.contract import encode_parameter
 from nsbiflow.engine.plan import Plan, PlannedStep, load_plan
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / "workflows"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+"""Compiled goldens live here, out of the way of ``workflows/*.yaml`` globs (``nsbiflow validate workflows/*.yaml``)."""
 
 
 def workflow_files() -> list[Path]:
-    """Every workflow file under workflows/ (compiled goldens excluded)."""
-    return sorted(p for p in WORKFLOWS.rglob("*.yaml") if ".argo." not in p.name)
+    """Every workflow file under workflows/."""
+    return sorted(WORKFLOWS.rglob("*.yaml"))
 
 
 def golden_path(workflow: Path) -> Path:
-    """The checked-in compiled form of a workflow: ``<stem>.argo.yaml`` next to it."""
-    return workflow.with_name(f"{workflow.stem}.argo.yaml")
+    """The checked-in compiled form of a workflow: ``tests/argo/golden/<relative path>.argo.yaml``."""
+    relative = workflow.relative_to(WORKFLOWS)
+    return GOLDEN / relative.with_name(f"{relative.stem}.argo.yaml")
 
 
 def compile_file(path: Path, profile: Path | None = None) -> tuple[Plan, dict[str, Any]]:
