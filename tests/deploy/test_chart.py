@@ -178,7 +178,9 @@ def test_generated_credentials_are_random_and_never_in_values(render: Any) -> No
     second = render({}).get("Secret", "nsbiflow-s3-credentials")["data"]
     assert first["secretKey"] != second["secretKey"]  # random (kept on upgrade through `lookup` on a cluster)
     assert len(base64.b64decode(first["secretKey"])) >= 32
-    assert len(base64.b64decode(first["rootPassword"])) >= 32
+    root = render({}).get("Secret", "nsbiflow-minio-root")["data"]
+    assert set(first) == {"accessKey", "secretKey"} and set(root) == {"rootUser", "rootPassword"}
+    assert len(base64.b64decode(root["rootPassword"])) >= 32
 
 
 def test_existing_secret_is_referenced_not_generated(rendered_scenarios: dict[str, Rendered]) -> None:
