@@ -20,7 +20,7 @@ from typing import Any
 
 REFERENCE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 GLOBALS = {
-    "workflow.name", "workflow.namespace", "workflow.uid", "workflow.serviceAccountName", "workflow.uid",
+    "workflow.name", "workflow.namespace", "workflow.uid", "workflow.serviceAccountName",
     "workflow.creationTimestamp", "workflow.duration", "workflow.status", "workflow.mainEntrypoint",
     "pod.name", "retries", "node.name", "steps.name", "tasks.name", "lastRetry.exitCode", "lastRetry.status",
 }  # fmt: skip
@@ -59,7 +59,9 @@ def _resolve_plain(ref: str, template: dict[str, Any]) -> str | None:
     parts = ref.split(".")
     if len(parts) == 3 and parts[0] in ("inputs", "outputs") and parts[1] in ("parameters", "artifacts"):
         declared = _names(template.get(parts[0]), parts[1])
-        return None if parts[2] in declared else f"template {template['name']!r} has no {parts[0]}.{parts[1]} {parts[2]!r}"
+        if parts[2] in declared:
+            return None
+        return f"template {template['name']!r} has no {parts[0]}.{parts[1]} {parts[2]!r}"
     return "not a reference Argo resolves here"
 
 

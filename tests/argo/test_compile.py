@@ -219,7 +219,8 @@ def test_a_profile_cannot_loosen_the_pod_security(tmp_path: Path, context: dict,
 
 def test_a_profile_may_tighten_the_pod_security(tmp_path: Path) -> None:
     profile = tmp_path / "profile.yaml"
-    profile.write_text("securityContext: {container: {runAsUser: 20000}, pod: {runAsGroup: 20000}}\nnodePools: {cpu: {}}\n")
+    profile.write_text("securityContext: {container: {runAsUser: 20000}, pod: {runAsGroup: 20000}}\n"
+                       "nodePools: {cpu: {}}\n")
     document = compile_to_dict(load_plan(DEMO), profile_path=profile)
     container = next(t for t in document["spec"]["templates"] if "container" in t)["container"]
     assert container["securityContext"]["runAsUser"] == 20000

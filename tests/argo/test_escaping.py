@@ -77,8 +77,8 @@ def test_the_wrapper_hands_the_step_the_exact_values(tmp_path: Path, monkeypatch
     assert argv[:3] == ["nsbiflow", "pod-step", "--"]
     assert pod_step_main(argv[3:], {**env, "NSBIFLOW_STATE_DIR": str(work / "state")}) == 0
     seen = json.loads((work / "out" / "seen" / "seen.json").read_text())
-    params = {v.partition("=")[0]: v.partition("=")[2] for f, v in zip(seen["argv"][::2], seen["argv"][1::2])
-              if f == "--param"}  # fmt: skip
+    pairs = zip(seen["argv"][::2], seen["argv"][1::2], strict=True)
+    params = {v.partition("=")[0]: v.partition("=")[2] for f, v in pairs if f == "--param"}
     assert params == {"text": HOSTILE, "key": "{{a}}", "obj": json.dumps({"k": "{{v}}"})}
     assert seen["env"] == {"NSBIFLOW_STEP": "echo[{{a}}]", "AWS_SECRET_ACCESS_KEY": None, "ARGO_TOKEN": None,
                            "GREETING": "hello {{x}}"}  # fmt: skip

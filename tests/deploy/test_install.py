@@ -136,7 +136,8 @@ def test_the_pinned_subcharts_are_the_rendered_ones() -> None:
     pins = {d["name"]: d["version"] for d in dependencies}
     assert set(pins) == set(packages)
     for name, package in packages.items():
-        assert package.name == f"{name}-{pins[name]}.tgz", f"Chart.yaml pins {name} {pins[name]}, tests render {package.name}"
+        expected = f"{name}-{pins[name]}.tgz"
+        assert package.name == expected, f"Chart.yaml pins {name} {pins[name]}, the tests render {package.name}"
 
 
 # -- every object, strictly ---------------------------------------------------------------------------------

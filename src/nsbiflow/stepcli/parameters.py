@@ -55,7 +55,7 @@ def field_type(name: str, annotation: Any) -> tuple[ParamType, list[Any] | None]
         kinds = {_SCALARS.get(type(c)) for c in choices}
         if len(kinds) != 1 or None in kinds:
             raise ParameterMappingError(f"field {name!r}: Literal choices must share one scalar type")
-        return next(iter(kinds)) or "str", choices  # type: ignore[return-value]
+        return next(iter(kinds)) or "str", choices
     if annotation in _SCALARS:
         return _SCALARS[annotation], None
     if origin in (list, tuple, set, frozenset) or annotation in (list, tuple):

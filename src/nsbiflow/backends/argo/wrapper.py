@@ -149,7 +149,8 @@ class PodStep:
             step_id = unescape_templating(env.get("NSBIFLOW_STEP") or definition.name)
         except ContractError as exc:
             raise WrapperError(str(exc)) from None
-        return cls(definition=definition, argv=list(argv), step_id=step_id, environment=step_environment({**os.environ, **env}),
+        environment = step_environment({**os.environ, **env})
+        return cls(definition=definition, argv=list(argv), step_id=step_id, environment=environment,
                    run_id=env.get("NSBIFLOW_RUN_ID"), store_uri=env.get("NSBIFLOW_STORE") or None,
                    code_files=dict(files), state_dir=Path(env.get("NSBIFLOW_STATE_DIR") or STATE_DIR))  # fmt: skip
 
