@@ -4,7 +4,6 @@ of the compiled Workflow still resolves, and the wrapper hands the step the exac
 from __future__ import annotations
 
 import json
-import sys
 import textwrap
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from nsbiflow.backends.argo.profile import default_profile
 from nsbiflow.backends.argo.wrapper import pod_step_main
 from nsbiflow.engine.plan import load_plan
 from tests.argo.references import REFERENCE, check_workflow, substitute
+from tests.backends.scripted import script_workflow
 
 HOSTILE = "{{workflow.name}} {{x}} {{ inputs.parameters.text }} {single} nsbiflow-b64:AAAA"
 
@@ -29,12 +29,7 @@ ECHO = textwrap.dedent("""
 
 
 def _workflow(tmp_path: Path) -> Path:
-    (tmp_path / "echo.py").write_text(ECHO)
-    path = tmp_path / "hostile.yaml"
-    path.write_text(textwrap.dedent(f"""
-        apiVersion: nsbiflow/v1
-        kind: Workflow
-        metadata: {{name: hostile}}
+    return script_workflow(tmp_path, "hostile", ECHO, f"""
         parameters:
           text: {{type: str, default: {json.dumps(HOSTILE)}}}
           keys: {{type: list, default: ["{{{{a}}}}", "b"]}}
@@ -44,7 +39,7 @@ def _workflow(tmp_path: Path) -> Path:
             run:
               description: "a description with {{{{braces}}}}"
               image: ghcr.io/nsbiflow/nsbiflow-cpu:0.1.0
-              command: [{json.dumps(sys.executable)}, {json.dumps(str(tmp_path / "echo.py"))}]
+              command: COMMAND
               parameters:
                 text: {{type: str}}
                 key: {{type: str}}
@@ -52,8 +47,7 @@ def _workflow(tmp_path: Path) -> Path:
               outputs: {{seen: {{kind: file, filename: seen.json}}}}
               env: {{GREETING: "hello {{{{x}}}}"}}
             with: {{text: "${{{{ params.text }}}}", key: "${{{{ item }}}}"}}
-    """))
-    return path
+    """)
 
 
 def test_hostile_values_are_escaped_and_every_reference_resolves(tmp_path: Path) -> None:

@@ -5,12 +5,12 @@ from stored logs (and so from archives)."""
 from __future__ import annotations
 
 import json
-import sys
 import textwrap
 from pathlib import Path
 
 from nsbiflow.engine.contract import REDACTED, inherited_environment, redact, secret_values
 from nsbiflow.store import open_store
+from tests.backends.scripted import script_workflow
 from tests.conftest import run_cli
 
 SECRETS = {
@@ -31,21 +31,15 @@ DUMP = textwrap.dedent("""
 
 
 def _workflow(tmp_path: Path) -> Path:
-    (tmp_path / "dump.py").write_text(DUMP)
-    path = tmp_path / "env.yaml"
-    path.write_text(textwrap.dedent(f"""
-        apiVersion: nsbiflow/v1
-        kind: Workflow
-        metadata: {{name: env-check}}
+    return script_workflow(tmp_path, "env-check", DUMP, """
         steps:
           dump:
             run:
               image: ghcr.io/nsbiflow/nsbiflow-cpu:0.1.0
-              command: [{json.dumps(sys.executable)}, {json.dumps(str(tmp_path / "dump.py"))}]
-              outputs: {{env: {{kind: file, filename: env.json}}}}
-              env: {{GREETING: hello, MY_API_TOKEN: null}}
-    """))
-    return path
+              command: COMMAND
+              outputs: {env: {kind: file, filename: env.json}}
+              env: {GREETING: hello, MY_API_TOKEN: null}
+    """)
 
 
 def test_a_local_step_sees_only_its_declared_environment(tmp_path: Path) -> None:

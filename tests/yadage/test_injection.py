@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.backends.scripted import script_workflow
 from tests.conftest import BIN, REPO, run_cli
 from tests.yadage.test_export import YADAGE_PYTHON, needs_yadage
 
@@ -35,20 +35,15 @@ ECHO = textwrap.dedent("""
 
 
 def _workflow(tmp_path: Path) -> Path:
-    (tmp_path / "echo.py").write_text(ECHO)
     (tmp_path / HOSTILE_NAME).write_text("payload\n")
-    path = tmp_path / "hostile.yaml"
-    path.write_text(textwrap.dedent(f"""
-        apiVersion: nsbiflow/v1
-        kind: Workflow
-        metadata: {{name: hostile}}
+    return script_workflow(tmp_path, "hostile", ECHO, f"""
         parameters:
           text: {{type: str, default: {json.dumps(HOSTILE_TEXT)}}}
         steps:
           echo:
             run:
               image: ghcr.io/nsbiflow/nsbiflow-cpu:0.1.0
-              command: [{json.dumps(sys.executable)}, {json.dumps(str(tmp_path / "echo.py"))}]
+              command: COMMAND
               parameters:
                 text: {{type: str}}
                 obj: {{type: dict, default: {{k: "{{v}} {{{{w}}}}"}}}}
@@ -56,8 +51,7 @@ def _workflow(tmp_path: Path) -> Path:
               outputs: {{seen: {{kind: file, filename: seen.json}}}}
             with: {{text: "${{{{ params.text }}}}"}}
             inputs: {{source: {{path: {json.dumps(HOSTILE_NAME)}}}}}
-    """))
-    return path
+    """)
 
 
 def _no_injection(root: Path) -> None:
