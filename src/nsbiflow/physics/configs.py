@@ -29,7 +29,7 @@ class TrainConfig(BaseModel):
     hidden: list[int] = Field(default_factory=lambda: [64, 64, 64], description="hidden layer widths")
     activation: Literal["silu", "relu", "tanh"] = "silu"
     lr: float = Field(2e-3, gt=0, description="learning rate")
-    batch_size: int = Field(
+    batch_size: int | None = Field(
         0,
         ge=0,
         description=f"events per step; 0 = {WIDE_BATCH} for layers >= {WIDE_LAYER} wide, else {NARROW_BATCH}",
@@ -45,7 +45,7 @@ class TrainConfig(BaseModel):
 
     @property
     def effective_batch_size(self) -> int:
-        """``batch_size``, or the width-aware default when it is 0."""
+        """``batch_size``, or the width-aware default when it is 0 (or None)."""
         if self.batch_size:
             return self.batch_size
         return WIDE_BATCH if max(self.hidden, default=0) >= WIDE_LAYER else NARROW_BATCH
