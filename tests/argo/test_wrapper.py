@@ -47,7 +47,7 @@ def test_miss_runs_and_records_then_hit_skips(s3_endpoint: S3Endpoint, tmp_path:
     assert (first_dir / ".nsbiflow" / "cached").read_text() == "false"
     assert open_store(uri).cache_lookup(key) is not None
 
-    def must_not_run(argv: list[str]) -> int:
+    def must_not_run(*args: object) -> int:
         raise AssertionError("a cached step was re-run")
 
     monkeypatch.setattr(wrapper_module, "_run", must_not_run)

@@ -1,5 +1,6 @@
 """Hostile values through the real yadage engine: a file named ``in;touch X;#.txt`` and parameters holding
-``{``, ``}``, ``{{x}}``, quotes and ``$(...)`` reach the step verbatim and run nothing (issue 12, class 3)."""
+``{``, ``}``, ``{{x}}``, quotes and ``$(...)`` reach the step verbatim and run nothing (issue 12, class 3); the
+stage sees a declared environment, not the engine's secrets (class 9)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ ECHO = textwrap.dedent("""
             seen["input_text"] = open(value).read()
         if flag == "--out":
             out = value
+    seen["environment"] = sorted(os.environ)
     open(out, "w").write(json.dumps(seen))
 """)
 
@@ -77,7 +79,8 @@ def test_yadage_engine_runs_hostile_values_verbatim(tmp_path: Path) -> None:
     export = tmp_path / "export"
     compiled = run_cli("compile", _workflow(tmp_path), "--target", "yadage", "--environment", "localproc", "-o", export)
     assert compiled.returncode == 0, compiled.stderr
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+               AWS_SECRET_ACCESS_KEY="engine-secret-value", ARGO_TOKEN="engine-token", UNRELATED="x")  # fmt: skip
     work = tmp_path / "yw"
     proc = subprocess.run(
         [str(YADAGE_PYTHON), str(REPO / "scripts" / "run_yadage.py"), str(export), str(work)],
@@ -93,3 +96,6 @@ def test_yadage_engine_runs_hostile_values_verbatim(tmp_path: Path) -> None:
     ]  # fmt: skip
     assert seen["input_name"] == HOSTILE_NAME and seen["input_text"] == "payload\n"
     _no_injection(tmp_path)
+    # the stage got the allowlist and the contract's variables, not the engine's secrets
+    assert not {"AWS_SECRET_ACCESS_KEY", "ARGO_TOKEN", "UNRELATED"} & set(seen["environment"])
+    assert {"PATH", "OMP_NUM_THREADS", "NSBIFLOW_STEP"} <= set(seen["environment"])

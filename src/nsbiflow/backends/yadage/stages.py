@@ -13,7 +13,13 @@ import re
 import shlex
 from typing import Any
 
-from nsbiflow.engine.contract import arguments, contract_environment, encode_parameter, step_variables
+from nsbiflow.engine.contract import (
+    INHERITED_VARIABLES,
+    arguments,
+    contract_environment,
+    encode_parameter,
+    step_variables,
+)
 from nsbiflow.engine.contract import output_location as contract_output_location
 from nsbiflow.engine.plan import Plan, PlannedStep
 
@@ -92,6 +98,14 @@ def _capture(key: str) -> str:
     return f"{key}=\"$(cat <<'{HEREDOC_END}'\n{{{key}}}\n{HEREDOC_END}\n)\""
 
 
+_INHERIT = (
+    "set -- && for v in " + " ".join((*INHERITED_VARIABLES, "LC_ALL", "LC_CTYPE")) + "; do "
+    'if printenv "$v" >/dev/null; then set -- "$@" "$v=$(printenv "$v")"; fi; done'
+)
+"""Collects the allowlisted variables of the engine's environment as ``NAME=VALUE`` arguments for ``env -i``:
+a stage sees those and the contract's variables, never the rest (S3 keys, tokens) of the engine's environment."""
+
+
 def command(step: PlannedStep, inputs: dict[str, list[str]], outputs: dict[str, str]) -> str:
     """The stage's command template: the values yadage interpolates captured into shell variables, output
     folders, then the contract's environment and command line, every literal shell-quoted."""
@@ -111,8 +125,8 @@ def command(step: PlannedStep, inputs: dict[str, list[str]], outputs: dict[str, 
             words.append(f"{flag} {_shell(f'{name}={value}')}")
         else:  # value is the key of a captured shell variable
             words.append(f'{flag} {_shell(name + "=")}"${value}"')
-    prefix = "env " + " ".join(_shell(f"{k}={v}") for k, v in env.items())
-    return " && ".join([*captures, *mkdirs, prefix + " " + " ".join(words)])
+    prefix = "env -i \"$@\" " + " ".join(_shell(f"{k}={v}") for k, v in env.items())
+    return " && ".join([*captures, *mkdirs, _INHERIT, prefix + " " + " ".join(words)])
 
 
 def output_location(step: PlannedStep, name: str) -> str:
