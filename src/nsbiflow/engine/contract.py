@@ -247,8 +247,9 @@ def unescape_templating(text: str) -> str:
     """The inverse of ``escape_templating`` (``ContractError`` on a malformed escaped value)."""
     if not text.startswith(ESCAPE_PREFIX):
         return text
-    try:
-        return base64.urlsafe_b64decode(text.removeprefix(ESCAPE_PREFIX).encode()).decode()
+    try:  # the URL-safe alphabet, or the standard one (Helm's b64enc)
+        encoded = text.removeprefix(ESCAPE_PREFIX).translate(str.maketrans("+/", "-_"))
+        return base64.urlsafe_b64decode(encoded.encode()).decode()
     except (ValueError, UnicodeDecodeError):
         raise ContractError(f"malformed escaped value {text[:40]!r}") from None
 
