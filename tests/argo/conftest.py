@@ -106,3 +106,13 @@ def render_instance(template: dict[str, Any], step: PlannedStep, workdir: Path) 
     argv = [sub(a) for a in container["command"] + container["args"]]
     env = {e["name"]: sub(e["value"]) for e in container["env"] if "value" in e}
     return argv, env
+
+
+def make_bucket(env: dict[str, str], bucket: str) -> None:
+    """Create ``bucket`` on the loopback S3 endpoint described by ``env`` (a store never creates one itself)."""
+    from minio import Minio
+
+    client = Minio(env["AWS_ENDPOINT_URL"].removeprefix("http://"), access_key=env["AWS_ACCESS_KEY_ID"],
+                   secret_key=env["AWS_SECRET_ACCESS_KEY"], secure=False)  # fmt: skip
+    if not client.bucket_exists(bucket):
+        client.make_bucket(bucket)

@@ -23,6 +23,7 @@ from nsbiflow.backends.argo.validate import official_errors, official_schema_pat
 from nsbiflow.backends.argo.wrapper import PodStep
 from nsbiflow.store import open_store
 from tests.archive.conftest import demo_with_interface
+from tests.argo.conftest import make_bucket
 from tests.argo.references import check_workflow, substitute
 from tests.argo.test_submit import NAMESPACE, TOKEN, FakeArgo, fake_argo  # noqa: F401  (the fixture)
 from tests.conftest import S3Endpoint, run_cli
@@ -36,13 +37,8 @@ PATCH = [{"op": "replace", "path": "/parameters/power/default", "value": 3}]
 @pytest.fixture
 def archived(s3_endpoint: S3Endpoint, tmp_path: Path) -> dict[str, Any]:
     """The demo analysis run locally against the S3 store and preserved there as ``demo``."""
-    from minio import Minio
-
     env = s3_endpoint.env
-    client = Minio(env["AWS_ENDPOINT_URL"].removeprefix("http://"), access_key=env["AWS_ACCESS_KEY_ID"],
-                   secret_key=env["AWS_SECRET_ACCESS_KEY"], secure=False)  # fmt: skip
-    if not client.bucket_exists("nsbiflow"):
-        client.make_bucket("nsbiflow")
+    make_bucket(env, "nsbiflow")
     workflow = demo_with_interface(tmp_path / "analysis")
     run = run_cli("run", workflow, "--store", STORE, "--json", "--results", tmp_path / "results", env=env)
     assert run.returncode == 0, run.stderr
