@@ -1,41 +1,32 @@
-"""The spec: pydantic v2 models of workflows and step definitions, the YAML loader, the step catalog, schemas."""
+"""The spec: pydantic v2 models of workflows and step definitions, the YAML loader, the step catalog, schemas.
+
+The names below are imported on first use (``nsbiflow.spec.models`` alone is what the step contract needs).
+"""
 
 from __future__ import annotations
 
-from nsbiflow.spec.catalog import StepCatalog
-from nsbiflow.spec.loader import load_step_definition, load_workflow_document
-from nsbiflow.spec.models import (
-    API_VERSION,
-    FileInput,
-    InlineStep,
-    IOSpec,
-    ParameterSpec,
-    ParamType,
-    Resources,
-    RetryPolicy,
-    StepDefinition,
-    Workflow,
-    WorkflowStep,
-    coerce_value,
-)
-from nsbiflow.spec.schema_export import schema_dict, schema_json
+import importlib
+from typing import Any
 
-__all__ = [
-    "API_VERSION",
-    "FileInput",
-    "IOSpec",
-    "InlineStep",
-    "ParamType",
-    "ParameterSpec",
-    "Resources",
-    "RetryPolicy",
-    "StepCatalog",
-    "StepDefinition",
-    "Workflow",
-    "WorkflowStep",
-    "coerce_value",
-    "load_step_definition",
-    "load_workflow_document",
-    "schema_dict",
-    "schema_json",
-]
+_EXPORTS = {
+    "StepCatalog": "catalog",
+    "load_step_definition": "loader",
+    "load_workflow_document": "loader",
+    "schema_dict": "schema_export",
+    "schema_json": "schema_export",
+    **{
+        name: "models"
+        for name in (
+            "API_VERSION", "FileInput", "IOSpec", "InlineStep", "ParamType", "ParameterSpec", "Resources",
+            "RetryPolicy", "StepDefinition", "Workflow", "WorkflowStep", "coerce_value",
+        )
+    },
+}  # fmt: skip
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
