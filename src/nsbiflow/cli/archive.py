@@ -178,6 +178,10 @@ def reinterpret(
     store = open_store(store_uri)
     patch = load_patch(patch_file)
     if is_patchset(patch):
+        if target != "local":
+            from nsbiflow.errors import UsageError
+
+            raise UsageError("a pyhf patchset is refitted here from the archived workspace: drop --target")
         result = reinterpret_patchset(store, reference, patch, patch_name=patch_name, workspace=workspace)
     else:
         progress = QuietProgress() if as_json else PlainProgress()
