@@ -10,21 +10,24 @@ from typing import Any
 import pytest
 
 from nsbiflow.backends.argo import compile_to_dict
-from nsbiflow.backends.local.task import encode_parameter
+from nsbiflow.engine.contract import encode_parameter
 from nsbiflow.engine.plan import Plan, PlannedStep, load_plan
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / "workflows"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+"""Compiled goldens live here, out of the way of ``workflows/*.yaml`` globs (``nsbiflow validate workflows/*.yaml``)."""
 
 
 def workflow_files() -> list[Path]:
-    """Every workflow file under workflows/ (compiled goldens excluded)."""
-    return sorted(p for p in WORKFLOWS.rglob("*.yaml") if ".argo." not in p.name)
+    """Every workflow file under workflows/."""
+    return sorted(WORKFLOWS.rglob("*.yaml"))
 
 
 def golden_path(workflow: Path) -> Path:
-    """The checked-in compiled form of a workflow: ``<stem>.argo.yaml`` next to it."""
-    return workflow.with_name(f"{workflow.stem}.argo.yaml")
+    """The checked-in compiled form of a workflow: ``tests/argo/golden/<relative path>.argo.yaml``."""
+    relative = workflow.relative_to(WORKFLOWS)
+    return GOLDEN / relative.with_name(f"{relative.stem}.argo.yaml")
 
 
 def compile_file(path: Path, profile: Path | None = None) -> tuple[Plan, dict[str, Any]]:
@@ -103,3 +106,13 @@ def render_instance(template: dict[str, Any], step: PlannedStep, workdir: Path) 
     argv = [sub(a) for a in container["command"] + container["args"]]
     env = {e["name"]: sub(e["value"]) for e in container["env"] if "value" in e}
     return argv, env
+
+
+def make_bucket(env: dict[str, str], bucket: str) -> None:
+    """Create ``bucket`` on the loopback S3 endpoint described by ``env`` (a store never creates one itself)."""
+    from minio import Minio
+
+    client = Minio(env["AWS_ENDPOINT_URL"].removeprefix("http://"), access_key=env["AWS_ACCESS_KEY_ID"],
+                   secret_key=env["AWS_SECRET_ACCESS_KEY"], secure=False)  # fmt: skip
+    if not client.bucket_exists(bucket):
+        client.make_bucket(bucket)

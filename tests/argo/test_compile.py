@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 
-from nsbiflow.backends.argo import ProfileError, compile_to_yaml, load_profile
+from nsbiflow.backends.argo import ProfileError, compile_to_dict, compile_to_yaml, load_profile
 from nsbiflow.backends.argo.validate import official_errors, official_schema_path, strict_errors
 from nsbiflow.engine.plan import load_plan
 from tests.argo.conftest import WORKFLOWS, compile_file, tasks, templates
@@ -195,3 +196,33 @@ def test_input_files_are_read_from_the_store_by_digest(tmp_path: Path) -> None:
     artifact = tasks(wf)["total"]["arguments"]["artifacts"][0]
     assert artifact == {"name": "partials-0", "s3": {"key": f"store/blobs/sha256/{hexdigest[:2]}/{hexdigest}"}}
     assert templates(wf)["total"]["inputs"]["artifacts"][0]["path"] == "/work/in/partials/0/events.csv"
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"container": {"allowPrivilegeEscalation": True}}, "allowPrivilegeEscalation must be false"),
+        ({"container": {"privileged": True}}, "privileged must not be true"),
+        ({"container": {"capabilities": {"add": ["SYS_ADMIN"], "drop": ["ALL"]}}}, "only NET_BIND_SERVICE"),
+        ({"container": {"capabilities": {"drop": []}}}, "drop must contain ALL"),
+        ({"pod": {"runAsNonRoot": False}, "container": {"runAsNonRoot": False}}, "runAsNonRoot must be true"),
+        ({"pod": {"runAsUser": 0}}, "runAsUser must not be 0"),
+        ({"pod": {"seccompProfile": {"type": "Unconfined"}}}, "RuntimeDefault or Localhost"),
+    ],
+)
+def test_a_profile_cannot_loosen_the_pod_security(tmp_path: Path, context: dict, message: str) -> None:
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(yaml.safe_dump({"securityContext": context, "nodePools": {"cpu": {}}}))
+    with pytest.raises(ProfileError, match=re.escape(message)):
+        compile_to_dict(load_plan(DEMO), profile_path=profile)
+
+
+def test_a_profile_may_tighten_the_pod_security(tmp_path: Path) -> None:
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("securityContext: {container: {runAsUser: 20000}, pod: {runAsGroup: 20000}}\n"
+                       "nodePools: {cpu: {}}\n")
+    document = compile_to_dict(load_plan(DEMO), profile_path=profile)
+    container = next(t for t in document["spec"]["templates"] if "container" in t)["container"]
+    assert container["securityContext"]["runAsUser"] == 20000
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert document["spec"]["securityContext"]["runAsGroup"] == 20000

@@ -1,4 +1,4 @@
-"""Golden files: every workflow under workflows/ compiles to the ``<stem>.argo.yaml`` checked in next to it.
+"""Golden files: every workflow under workflows/ compiles to the ``tests/argo/golden/<path>.argo.yaml`` checked in.
 
 Regenerate with ``NSBIFLOW_REGEN_GOLDEN=1 .venv/bin/python -m pytest tests/argo/test_golden.py``; that is
 refused when ``CI`` is set, so CI only ever compares.
@@ -15,7 +15,7 @@ import yaml
 from nsbiflow.backends.argo import compile_to_yaml
 from nsbiflow.backends.argo.validate import official_errors, official_schema_path, strict_errors
 from nsbiflow.engine.plan import load_plan
-from tests.argo.conftest import REPO, golden_path, workflow_files
+from tests.argo.conftest import GOLDEN, REPO, golden_path, workflow_files
 
 REGEN = os.environ.get("NSBIFLOW_REGEN_GOLDEN") == "1"
 
@@ -27,6 +27,7 @@ def test_workflow_matches_golden(workflow: Path) -> None:
     text = compile_to_yaml(load_plan(workflow))
     golden = golden_path(workflow)
     if REGEN:
+        golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text(text)
     assert golden.exists(), f"{golden.relative_to(REPO)} is missing: run with NSBIFLOW_REGEN_GOLDEN=1"
     assert golden.read_text() == text, (f"{golden.relative_to(REPO)} is out of date: regenerate with "
@@ -47,7 +48,7 @@ def test_golden_is_valid_argo(workflow: Path) -> None:
 
 def test_every_golden_has_a_workflow() -> None:
     sources = {golden_path(p) for p in workflow_files()}
-    stale = [p for p in (REPO / "workflows").rglob("*.argo.yaml") if p not in sources]
+    stale = [p for p in GOLDEN.rglob("*.argo.yaml") if p not in sources]
     assert not stale, f"golden files without a workflow: {stale}"
 
 

@@ -15,7 +15,7 @@ from nsbiflow.backends.argo.wrapper import WrapperError, pod_step_main
 from nsbiflow.backends.local.executor import LocalExecutor
 from nsbiflow.engine.plan import load_plan
 from nsbiflow.store import open_store
-from tests.argo.conftest import WORKFLOWS, render_instance, templates
+from tests.argo.conftest import WORKFLOWS, make_bucket, render_instance, templates
 from tests.conftest import S3Endpoint
 
 DEMO = WORKFLOWS / "examples" / "demo-fanout.yaml"
@@ -34,6 +34,7 @@ def _env(base: dict[str, str], store: str, state: Path) -> dict[str, str]:
 def test_miss_runs_and_records_then_hit_skips(s3_endpoint: S3Endpoint, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     uri = "s3://pods/store"
+    make_bucket(s3_endpoint.env, "pods")
     plan = load_plan(DEMO)
     template = templates(compile_to_dict(plan))["numbers"]
     first_dir = tmp_path / "pod1"
@@ -47,7 +48,7 @@ def test_miss_runs_and_records_then_hit_skips(s3_endpoint: S3Endpoint, tmp_path:
     assert (first_dir / ".nsbiflow" / "cached").read_text() == "false"
     assert open_store(uri).cache_lookup(key) is not None
 
-    def must_not_run(argv: list[str]) -> int:
+    def must_not_run(*args: object) -> int:
         raise AssertionError("a cached step was re-run")
 
     monkeypatch.setattr(wrapper_module, "_run", must_not_run)
@@ -62,12 +63,13 @@ def test_keys_match_the_local_executor(s3_endpoint: S3Endpoint, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """A step run locally against the same store is not re-run on the cluster (fan-out and fan-in too)."""
     uri = "s3://shared/store"
+    make_bucket(s3_endpoint.env, "shared")
     store = open_store(uri)
     plan = load_plan(DEMO)
     manifest = LocalExecutor(store, jobs=2, workdir=tmp_path / "local").run(plan)
     assert manifest.status == "succeeded"
     compiled = templates(compile_to_dict(plan))
-    monkeypatch.setattr(wrapper_module, "_run", lambda argv: pytest.fail("re-ran a step the store has"))
+    monkeypatch.setattr(wrapper_module, "_run", lambda *args: pytest.fail("re-ran a step the store has"))
     monkeypatch.chdir(tmp_path)
     for step_id in ("numbers", "square[2]", "total"):
         step = plan.steps[step_id]

@@ -24,8 +24,21 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "nsbiflow"
 MANIFESTS = REPO / "manifests"
 IMAGES = REPO / "images"
-SCHEMAS = Path(__file__).resolve().parents[2].parent / "shared" / "schemas"
+
+
+def shared_folder(*parts: str) -> Path:
+    """``shared/<parts>`` beside the repository, or beside a folder above it (a git worktree sits deeper)."""
+    for base in REPO.parents:
+        candidate = base.joinpath("shared", *parts)
+        if candidate.exists():
+            return candidate
+    return REPO.parent.joinpath("shared", *parts)
+
+
+SCHEMAS = shared_folder("schemas")
 ARGO_SCHEMA = SCHEMAS / "argo-workflows-v4.1-schema.json"
+VENDOR_CHARTS = shared_folder("vendor", "charts")
+"""The upstream subcharts, packaged unchanged (see its README), for rendering the whole install."""
 
 KUBERNETES_VERSION = "1.37.0"
 """The Kubernetes version rendered objects are validated against (kubernetes-validate's newest)."""

@@ -178,7 +178,9 @@ def test_generated_credentials_are_random_and_never_in_values(render: Any) -> No
     second = render({}).get("Secret", "nsbiflow-s3-credentials")["data"]
     assert first["secretKey"] != second["secretKey"]  # random (kept on upgrade through `lookup` on a cluster)
     assert len(base64.b64decode(first["secretKey"])) >= 32
-    assert len(base64.b64decode(first["rootPassword"])) >= 32
+    root = render({}).get("Secret", "nsbiflow-minio-root")["data"]
+    assert set(first) == {"accessKey", "secretKey"} and set(root) == {"rootUser", "rootPassword"}
+    assert len(base64.b64decode(root["rootPassword"])) >= 32
 
 
 def test_existing_secret_is_referenced_not_generated(rendered_scenarios: dict[str, Rendered]) -> None:
@@ -272,7 +274,7 @@ def test_step_template_matches_its_step_definition(rendered_scenarios: dict[str,
         step = yaml.safe_load(path.read_text())
         (tpl,) = templates[step["name"]]["spec"]["templates"]
         container = tpl["container"]
-        assert container["command"] == step["command"]
+        assert container["command"] == ["nsbiflow", "pod-step", "--", *step["command"]]  # storeEnv: the wrapper
         args = container.get("args", [])
         for pname in step.get("parameters", {}):
             assert f"{pname}={{{{inputs.parameters.{pname}}}}}" in args
@@ -381,3 +383,36 @@ def test_chart_step_catalog_matches_the_step_model() -> None:
     for path in sorted((CHART / "files" / "steps").glob("*.yaml")):
         step = models.StepDefinition.model_validate(yaml.safe_load(path.read_text()))
         assert step.name == path.stem
+
+
+def test_step_templates_follow_the_step_contract(render: Any) -> None:
+    """The chart's WorkflowTemplates are Helm's rendering of the contract: checked against its one owner."""
+    from nsbiflow.backends.argo.wrapper import PodStep, parse_contract
+    from nsbiflow.engine.contract import contract_environment
+    from nsbiflow.spec.models import StepDefinition
+
+    for scenario, extra in (("minimal", {}), ("gpu", {"stepTemplates": {"storeEnv": False}})):
+        templates = _step_templates(render(scenario=scenario, extra=extra))
+        for path in sorted((CHART / "files" / "steps").glob("*.yaml")):
+            definition = StepDefinition.model_validate(yaml.safe_load(path.read_text()))
+            (tpl,) = templates[definition.name]["spec"]["templates"]
+            container = tpl["container"]
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            gpu = any(k.endswith("gpu") for k in container["resources"]["limits"])
+            contract = contract_environment(cpu_cores=definition.resources.cpu_cores, gpu=int(gpu),
+                                            step_id=definition.name, run_id="{{workflow.name}}",
+                                            declared={k: v for k, v in definition.env.items() if v is not None})
+            for name, value in contract.items():
+                if name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NSBIFLOW_NUM_THREADS"):
+                    assert int(env[name]) >= 1, (definition.name, name)
+                else:
+                    assert env.get(name) == value, (definition.name, name, env.get(name))
+            if scenario == "minimal":
+                step = PodStep.from_environment(container["command"][3:] + container.get("args", []),
+                                                {k: v or "" for k, v in env.items()})  # fmt: skip
+                assert step.definition == definition
+                parse_contract(step.definition, step.argv)
+                assert step.environment is not None and "AWS_SECRET_ACCESS_KEY" not in step.environment
+            else:
+                assert container["command"] == definition.command
+                assert not [n for n in env if n.startswith("AWS_")], "no credentials without the wrapper"

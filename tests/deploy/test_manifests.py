@@ -107,3 +107,13 @@ def test_gpu_overlay_profile(rendered: dict[str, Any]) -> None:
     assert pools["gpu"]["tolerations"] and pools["gpu"]["nodeSelector"]
     quota = next(o for o in objects if o["kind"] == "ResourceQuota")
     assert "requests.nvidia.com/gpu" in quota["spec"]["hard"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_network_policy_allows_no_address_range_by_default(rendered: dict[str, Any], target: str) -> None:
+    _, objects = rendered[target]
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    assert policies or target == "base"
+    for policy in policies:
+        text = yaml.safe_dump(policy)
+        assert "0.0.0.0/0" not in text and "ipBlock" not in text, policy["metadata"]["name"]

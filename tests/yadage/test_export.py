@@ -55,7 +55,7 @@ def test_expanded_spec_has_one_stage_per_instance_with_references(demo_workflow:
     assert env["environment_type"] == "docker-encapsulated"
     assert (env["image"], env["imagetag"]) == ("ghcr.io/nsbiflow/nsbiflow-cpu", "0.1.0")
     assert env["resources"] == [{"kubernetes_memory_limit": "1Gi"}]
-    assert "--in partials={in_partials_0} --in partials={in_partials_1}" in step["process"]["cmd"]
+    assert "--in partials=\"$in_partials_0\" --in partials=\"$in_partials_1\"" in step["process"]["cmd"]
     reana = yaml.safe_load((tmp_path / "out" / "reana.yaml").read_text())
     assert reana["workflow"] == {"type": "yadage", "file": "workflow/workflow.yml"}
     assert reana["outputs"]["files"] == ["total/out/total/total.json"]

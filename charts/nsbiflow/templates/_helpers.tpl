@@ -52,6 +52,58 @@ The Secret holding the S3 credentials: an existing one, or the one this chart ge
 {{- end }}
 
 {{/*
+The Secret holding MinIO's root credentials (separate from the step credentials).
+*/}}
+{{- define "nsbiflow.rootSecretName" -}}
+{{- default .Values.s3.credentials.rootSecretName .Values.s3.credentials.existingRootSecret }}
+{{- end }}
+
+{{/*
+Namespace labels of the Pod Security Standard (enforce, audit and warn at one level).
+*/}}
+{{- define "nsbiflow.podSecurityLabels" -}}
+pod-security.kubernetes.io/enforce: {{ .Values.podSecurity.level }}
+pod-security.kubernetes.io/enforce-version: latest
+pod-security.kubernetes.io/audit: {{ .Values.podSecurity.level }}
+pod-security.kubernetes.io/warn: {{ .Values.podSecurity.level }}
+{{- end }}
+
+{{/*
+Fails the render unless the step pods' security contexts meet the restricted Pod Security Standard:
+a values file (or cluster profile) may tighten them, never loosen them.
+*/}}
+{{- define "nsbiflow.validateSecurity" -}}
+{{- $pod := .Values.podSecurityContext }}
+{{- $ctr := .Values.containerSecurityContext }}
+{{- if not $pod.runAsNonRoot }}
+{{- fail "podSecurityContext.runAsNonRoot must be true (step pods run as non-root; restricted Pod Security Standard)" }}
+{{- end }}
+{{- if and (hasKey $pod "runAsUser") (eq (int $pod.runAsUser) 0) }}
+{{- fail "podSecurityContext.runAsUser must not be 0" }}
+{{- end }}
+{{- if not (has (dig "seccompProfile" "type" "" $pod) (list "RuntimeDefault" "Localhost")) }}
+{{- fail "podSecurityContext.seccompProfile.type must be RuntimeDefault or Localhost" }}
+{{- end }}
+{{- if ne (toString $ctr.allowPrivilegeEscalation) "false" }}
+{{- fail "containerSecurityContext.allowPrivilegeEscalation must be false" }}
+{{- end }}
+{{- if $ctr.privileged }}
+{{- fail "containerSecurityContext.privileged must not be true" }}
+{{- end }}
+{{- if and (hasKey $ctr "runAsUser") (eq (int $ctr.runAsUser) 0) }}
+{{- fail "containerSecurityContext.runAsUser must not be 0" }}
+{{- end }}
+{{- if not (has "ALL" (dig "capabilities" "drop" (list) $ctr)) }}
+{{- fail "containerSecurityContext.capabilities.drop must contain ALL" }}
+{{- end }}
+{{- range (dig "capabilities" "add" (list) $ctr) }}
+{{- if ne . "NET_BIND_SERVICE" }}
+{{- fail (printf "containerSecurityContext.capabilities.add may hold only NET_BIND_SERVICE, not %s" .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
 S3 endpoint as host:port (the bundled MinIO service unless s3.endpoint is set).
 */}}
 {{- define "nsbiflow.s3Endpoint" -}}
@@ -91,10 +143,19 @@ Consistency checks between this chart's values and the subcharts' values; fails 
 clear line per problem.
 */}}
 {{- define "nsbiflow.validate" -}}
+{{- include "nsbiflow.validateSecurity" . }}
 {{- $minio := index .Values "minio" }}
 {{- if $minio.enabled }}
-{{- if ne (toString $minio.existingSecret) (include "nsbiflow.s3SecretName" .) }}
-{{- fail (printf "minio.existingSecret (%q) must name the S3 credentials Secret %q (s3.credentials)" (toString $minio.existingSecret) (include "nsbiflow.s3SecretName" .)) }}
+{{- if ne (toString $minio.existingSecret) (include "nsbiflow.rootSecretName" .) }}
+{{- fail (printf "minio.existingSecret (%q) must name the MinIO root credentials Secret %q (s3.credentials.rootSecretName)" (toString $minio.existingSecret) (include "nsbiflow.rootSecretName" .)) }}
+{{- end }}
+{{- if eq (include "nsbiflow.rootSecretName" .) (include "nsbiflow.s3SecretName" .) }}
+{{- fail "the MinIO root credentials and the step credentials must be two Secrets (s3.credentials.rootSecretName vs secretName/existingSecret)" }}
+{{- end }}
+{{- range $minio.users }}
+{{- if and .existingSecret (ne .existingSecret (include "nsbiflow.s3SecretName" $)) }}
+{{- fail (printf "minio.users[%s].existingSecret must be the step credentials Secret %q" .accessKey (include "nsbiflow.s3SecretName" $)) }}
+{{- end }}
 {{- end }}
 {{- $bucketFound := false }}
 {{- range $minio.buckets }}

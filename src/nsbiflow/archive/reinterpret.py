@@ -2,8 +2,10 @@
 
 Nothing is written to the store until the archive verified, the patch stayed inside the interface and the
 patched workflow planned. Then the archived step outputs are offered to the cache (so a fresh copy of the
-store with only ``blobs/`` and ``archives/`` reuses them), the plan runs with the local executor, and a
-reinterpretation record is written next to the archive.
+store with only ``blobs/`` and ``archives/`` reuses them) and the plan runs on an ``ExecutionTarget``
+(``archive/targets.py``): the local executor by default, or Argo (compiled and submitted against the same S3
+store; the pods skip every step whose key is stored). A finished run writes a reinterpretation record next
+to the archive; a submitted one reports the workflow's name and which steps the pods will skip.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from nsbiflow.archive.errors import PatchError, TamperedArchiveError
 from nsbiflow.archive.materialize import materialize
 from nsbiflow.archive.patching import apply_interface_patch, changed_values, interface_pointers
 from nsbiflow.archive.record import ArchiveRecord, ReinterpretationRecord, load_archive, write_reinterpretation
+from nsbiflow.archive.targets import Execution, ExecutionTarget, LocalTarget
 from nsbiflow.archive.verify import verify_archive
-from nsbiflow.backends.local.executor import LocalExecutor
 from nsbiflow.backends.local.progress import Progress
 from nsbiflow.engine.plan import Plan, load_plan
-from nsbiflow.errors import ExecutionError, SpecError
+from nsbiflow.errors import SpecError
 from nsbiflow.store import ArtifactStore, CacheEntry, RunManifest
 from nsbiflow.store.digest import ordered_json
 
@@ -42,9 +44,28 @@ class ReinterpretResult:
     manifest: RunManifest | None = None
     reused: list[str] = field(default_factory=list)
     reran: list[str] = field(default_factory=list)
+    execution: Execution | None = None
+
+    @property
+    def submitted(self) -> bool:
+        """True when the run was handed to a cluster (no results yet, no record written)."""
+        return self.execution is not None and not self.execution.complete
 
     def summary(self) -> dict[str, Any]:
         """The ``--json`` object."""
+        if self.submitted:
+            assert self.execution is not None
+            return {
+                "archive": self.archive,
+                "archive_digest": self.archive_digest,
+                "kind": self.record.kind,
+                "target": self.execution.target,
+                "workflow": self.execution.run_id,
+                "status": "submitted" if self.execution.run_id else "compiled",
+                "changed": self.record.changed,
+                "reused": self.reused,
+                "reran": self.reran,
+            }
         return {
             "archive": self.archive,
             "archive_digest": self.archive_digest,
@@ -127,8 +148,10 @@ def reinterpret(
     base_dir: Path,
     jobs: int | None = None,
     progress: Progress | None = None,
+    target: ExecutionTarget | None = None,
 ) -> ReinterpretResult:
-    """Apply an interface-only JSON Patch to an archive and re-run what changed (see the module docstring)."""
+    """Apply an interface-only JSON Patch to an archive and re-run what changed (see the module docstring);
+    ``target`` says where (default: locally, with ``jobs`` and ``progress``)."""
     digest, record = open_verified(store, reference)
     original = json.loads(store.read_blob(record.workflow_document))
     patched = apply_interface_patch(original, operations, record.interface)
@@ -140,12 +163,16 @@ def reinterpret(
         plan = _plan(workflow_file, steps_dir)
         # -- from here on the store is written to ------------------------------------------------------
         seed_cache(store, record)
-        manifest = LocalExecutor(store, jobs=jobs, progress=progress).run(plan)
-    if manifest.status != "succeeded":
-        failed = [f"{sid}: {r.error}" for sid, r in manifest.steps.items() if r.status == "failed"]
-        raise ExecutionError(f"reinterpretation run {manifest.run_id} failed: {'; '.join(failed) or manifest.error}")
-    reused = [sid for sid, r in manifest.steps.items() if r.status == "cached"]
-    reran = [sid for sid, r in manifest.steps.items() if r.status == "succeeded"]
+        execution = (target or LocalTarget(jobs=jobs, progress=progress)).execute(store, plan)
+    reused, reran = execution.reused, execution.reran
+    if not execution.complete:  # submitted to a cluster: nothing finished yet, so no record is written
+        pending = ReinterpretationRecord(
+            archive=record.name, archive_digest=digest, created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            patch=operations, changed=changed, run_id=execution.run_id or None, reused=reused, reran=reran,
+        )  # fmt: skip
+        return ReinterpretResult(record.name, digest, "", pending, None, reused, reran, execution)
+    manifest = execution.manifest
+    assert manifest is not None
     results_names = record.interface.get("results") or list(manifest.outputs)
     new = ReinterpretationRecord(
         archive=record.name,
@@ -162,7 +189,7 @@ def reinterpret(
         seconds=round(time.monotonic() - started, 3),
     )
     record_digest = write_reinterpretation(store, new)
-    return ReinterpretResult(record.name, digest, record_digest, new, manifest, reused, reran)
+    return ReinterpretResult(record.name, digest, record_digest, new, manifest, reused, reran, execution)
 
 
 def _dump(value: Any) -> Any:

@@ -147,6 +147,12 @@ def archive_verify(reference: str, store_uri: str | None) -> None:
 @click.option("--workspace", help="pyhf patchset: which workspace result to patch")
 @STORE_OPTION
 @click.option("--jobs", "-j", type=click.IntRange(min=1), help="steps/cores to use at once [all cores]")
+@click.option("--target", type=click.Choice(["local", "argo"]), default="local", show_default=True,
+              help="where the patched workflow runs: here, or compiled and submitted to Argo against the store")
+@click.option("--profile", type=click.Path(path_type=Path, dir_okay=False), help="--target argo: cluster profile")
+@click.option("--argo-server", "server", metavar="URL", help="--target argo: Argo server URL [$ARGO_SERVER]; "
+              "the token is read from $ARGO_TOKEN or the kubeconfig")
+@click.option("-n", "--namespace", help="--target argo: namespace [$ARGO_NAMESPACE or the profile's]")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON report as the last line of stdout")
 @click.option(
     "--results",
@@ -161,6 +167,10 @@ def reinterpret(
     workspace: str | None,
     store_uri: str | None,
     jobs: int | None,
+    target: str,
+    profile: Path | None,
+    server: str | None,
+    namespace: str | None,
     as_json: bool,
     results_dir: Path | None,
 ) -> None:
@@ -171,6 +181,7 @@ def reinterpret(
     from nsbiflow.archive.patching import load_patch
     from nsbiflow.archive.pyhf_patchset import is_patchset, reinterpret_patchset
     from nsbiflow.archive.reinterpret import reinterpret as run_reinterpret
+    from nsbiflow.archive.targets import ArgoTarget, ExecutionTarget, LocalTarget
     from nsbiflow.backends.local.progress import PlainProgress, QuietProgress
     from nsbiflow.store import open_store
 
@@ -178,23 +189,41 @@ def reinterpret(
     patch = load_patch(patch_file)
     try:
         if is_patchset(patch):
+            if target != "local":
+                from nsbiflow.errors import UsageError
+
+                raise UsageError("a pyhf patchset is refitted here from the archived workspace: drop --target")
             result = reinterpret_patchset(store, reference, patch, patch_name=patch_name, workspace=workspace)
         else:
             progress = QuietProgress() if as_json else PlainProgress()
-            result = run_reinterpret(
-                store, reference, patch, base_dir=patch_file.resolve().parent, jobs=jobs, progress=progress
+            runner: ExecutionTarget = (
+                ArgoTarget(profile=profile, server=server, namespace=namespace)
+                if target == "argo"
+                else LocalTarget(jobs=jobs, progress=progress)
             )
+            result = run_reinterpret(store, reference, patch, base_dir=patch_file.resolve().parent, target=runner)
     except (ArchiveNotFoundError, TamperedArchiveError) as exc:  # the user's to fix: exit 2 (docs/recast.md)
         fail(str(exc), 2)
         return
-    comparisons = compare_results(store, result)
-    target = results_dir or Path("nsbiflow-results") / f"{result.archive}-reinterpreted"
-    exported = export_reinterpretation(store, result, comparisons, target)
+    comparisons = [] if result.submitted else compare_results(store, result)
+    exported = (
+        {}
+        if result.submitted
+        else export_reinterpretation(
+            store, result, comparisons, results_dir or Path("nsbiflow-results") / f"{result.archive}-reinterpreted"
+        )
+    )
     summary = result.summary()
     summary["comparison"] = [c.as_json() for c in comparisons]
     summary["exported"] = {name: str(path.resolve()) for name, path in exported.items()}
     if as_json:
         click.echo(json.dumps(summary))
+        return
+    if result.submitted:
+        click.echo(f"submitted {summary['workflow']} ({result.archive}@{result.archive_digest[7:19]} reinterpreted "
+                   f"on {summary['target']}); follow it with: nsbiflow watch {summary['workflow']}")  # fmt: skip
+        click.echo(f"  pods skip {', '.join(result.reused) or '-'} (their step keys are in {store.uri})")
+        click.echo(f"  re-run    {', '.join(result.reran) or '-'}")
         return
     click.echo(f"reinterpreted {result.archive}@{result.archive_digest[7:19]} ({result.record.kind})")
     for pointer, change in result.record.changed.items():

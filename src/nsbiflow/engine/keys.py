@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ def definition_identity(definition: StepDefinition) -> dict[str, Any]:
     for section in ("parameters", "inputs", "outputs"):
         for spec in data.get(section, {}).values():
             spec.pop("description", None)
+    if not data.get("env"):
+        data.pop("env", None)  # keys of steps that declare no environment stay what they were
     return data
 
 
@@ -55,13 +58,25 @@ def code_identity(definition: StepDefinition, definition_path: Path | None) -> d
     return identity
 
 
-def step_key(step: PlannedStep, input_digests: dict[str, list[str]], code: dict[str, str] | None = None) -> str:
-    """The cache key of a step instance given the digests of its inputs."""
+def definition_key(
+    definition: StepDefinition,
+    parameters: Mapping[str, Any],
+    input_digests: Mapping[str, Sequence[str]],
+    code: Mapping[str, str],
+) -> str:
+    """The cache key of one invocation of ``definition``: what ``step_key`` computes, from its parts
+    (the Argo step wrapper calls it in the pod, where there is no plan)."""
     payload = {
         "schema": KEY_SCHEMA,
-        "definition": definition_identity(step.definition),
-        "parameters": step.parameters,
+        "definition": definition_identity(definition),
+        "parameters": dict(parameters),
         "inputs": {name: list(digests) for name, digests in sorted(input_digests.items())},
-        "code": code if code is not None else code_identity(step.definition, step.definition_path),
+        "code": dict(code),
     }
     return digest_json(payload).split(":", 1)[1]
+
+
+def step_key(step: PlannedStep, input_digests: dict[str, list[str]], code: dict[str, str] | None = None) -> str:
+    """The cache key of a step instance given the digests of its inputs."""
+    identity = code if code is not None else code_identity(step.definition, step.definition_path)
+    return definition_key(step.definition, step.parameters, input_digests, identity)

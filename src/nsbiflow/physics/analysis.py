@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field
 
 from nsbiflow.physics import histfactory
+from nsbiflow.physics.configs import LimitsConfig
 from nsbiflow.physics.errors import StageError
 from nsbiflow.physics.events import read_metadata
 from nsbiflow.physics.likelihood import BinnedRegion, Code4, UnbinnedLikelihood
@@ -26,20 +26,6 @@ from nsbiflow.physics.limits import ProfileLikelihood, Result, analyse
 
 FloatArray = NDArray[np.float64]
 SAMPLES = ("signal", "background", "background_up", "background_down")
-
-
-class LimitsConfig(BaseModel):
-    """Settings of the statistical analysis."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    nu_s: float = Field(100.0, gt=0, description="expected signal yield at mu = 1")
-    nu_b: float = Field(1000.0, gt=0, description="expected background yield")
-    mu_bounds: list[float] = Field(default_factory=lambda: [-1.0, 4.0], min_length=2, max_length=2)
-    n_scan: int = Field(61, ge=5)
-    hist_observable: str = Field("auto", description="observable of the histogram method; auto = most sensitive")
-    hist_bins: int = Field(20, ge=2)
-    support_bins: int = Field(5, ge=1, description="bins of the binned region outside the support")
 
 
 @dataclass

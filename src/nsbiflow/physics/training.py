@@ -12,60 +12,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field
 
+from nsbiflow.physics.configs import TrainConfig
 from nsbiflow.physics.errors import StageError
 from nsbiflow.physics.forward import Scaler
 from nsbiflow.physics.mlp import BatchedMLP, MLPConfig, plain_state
 
 ProgressFn = Callable[[int, int, str], None]
-
-
-# default batch sizes: wide layers do enough work per event that a larger batch keeps the matmuls efficient
-# (4x1000, 2 CPU cores: 27% -> 48% of the torch.mm limit on a loaded machine, 83% -> 90% on an idle one);
-# small MLPs keep 512 (they converge in fewer epochs with it, and the toy's results do not change)
-NARROW_BATCH = 512
-WIDE_BATCH = 2048
-WIDE_LAYER = 512
-
-
-class TrainConfig(BaseModel):
-    """Hyper-parameters of one ensemble chunk."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    members: int = Field(4, gt=0, description="members trained in this chunk")
-    seed: int = Field(0, description="seeds initialisation, folds and bootstrap")
-    chunk: int = Field(0, ge=0, description="index of this chunk (member ids are unique across chunks)")
-    hidden: list[int] = Field(default_factory=lambda: [64, 64, 64])
-    activation: str = "silu"
-    lr: float = Field(2e-3, gt=0)
-    batch_size: int | None = Field(
-        None,
-        ge=0,
-        description=f"events per step; None or 0: {WIDE_BATCH} when the widest layer has >= {WIDE_LAYER} units, "
-        f"else {NARROW_BATCH}",
-    )
-    max_epochs: int = Field(40, gt=0)
-    patience: int = Field(5, gt=0, description="epochs without holdout improvement before stopping")
-    folds: int = Field(5, ge=2, description="K-fold split; member i holds out fold (chunk*members+i) % folds")
-    bootstrap: bool = True
-    weight_decay: float = Field(0.0, ge=0)
-    mode: Literal["auto", "loop", "batched"] = Field(
-        "auto", description="batched: all members in one model (GPU); loop: one at a time (CPU); auto: by device"
-    )
-
-    @property
-    def effective_batch_size(self) -> int:
-        """``batch_size``, or the width-aware default when it is None or 0."""
-        if self.batch_size:
-            return self.batch_size
-        return WIDE_BATCH if max(self.hidden, default=0) >= WIDE_LAYER else NARROW_BATCH
 
 
 @dataclass

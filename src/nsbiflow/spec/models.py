@@ -22,6 +22,21 @@ IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 IO_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+RESERVED_ENV = frozenset({"NSBIFLOW_STEP", "NSBIFLOW_RUN_ID", "PATH"})
+"""Variables the runner owns; a step definition's ``env:`` may not set them."""
+
+StepEnv = dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], str | None]
+"""A step's declared environment: ``NAME: value``, or ``NAME: null`` to pass the runner's value through."""
+
+
+def _check_env(env: dict[str, str | None]) -> dict[str, str | None]:
+    reserved = sorted(set(env) & RESERVED_ENV)
+    if reserved:
+        raise ValueError(f"env: {reserved[0]} is set by the runner; remove it from the step's env")
+    return env
+
 _QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 
 ParamType = Literal["int", "float", "str", "bool", "list", "dict"]
@@ -152,6 +167,16 @@ class StepDefinition(_Strict):
     resources: Resources = Field(default_factory=Resources)
     retries: RetryPolicy = Field(default_factory=RetryPolicy)
     timeout: float | None = Field(None, gt=0, description="seconds before the step is killed")
+    env: StepEnv = Field(
+        default_factory=dict,
+        description="environment variables of the step: NAME: value, or NAME: null to pass the runner's value "
+        "through; nothing else of the runner's environment reaches a step beyond a small allowlist",
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _env_not_reserved(cls, env: dict[str, str | None]) -> dict[str, str | None]:
+        return _check_env(env)
 
     @model_validator(mode="after")
     def _outputs_are_single(self) -> StepDefinition:
@@ -177,6 +202,11 @@ class InlineStep(_Strict):
     resources: Resources = Field(default_factory=Resources)
     retries: RetryPolicy = Field(default_factory=RetryPolicy)
     timeout: float | None = Field(None, gt=0)
+    env: StepEnv = Field(
+        default_factory=dict,
+        description="environment variables of the step: NAME: value, or NAME: null to pass the runner's value "
+        "through; nothing else of the runner's environment reaches a step beyond a small allowlist",
+    )
 
     def as_definition(self, name: str) -> StepDefinition:
         """The equivalent named step definition."""

@@ -1,45 +1,51 @@
-"""The step contract: ``--param KEY=VALUE``, ``--in NAME=PATH``, ``--out NAME=PATH``, one-line errors.
+"""The stage programs' side of the step contract (``nsbiflow.engine.contract``), with one-line errors.
 
 Every subcommand is a function of a ``StageIO``; ``stage`` wraps it into a click command that parses the
-arguments, checks parameters against the stage's pydantic model (unknown or mistyped ones are an error),
-checks that every declared output was written, and turns any failure into exactly one line on stderr and
-a non-zero exit status (``NSBIFLOW_DEBUG=1`` prints the traceback as well).
+``--param/--in/--out`` arguments, decodes parameters with the contract's typed decoder and checks them
+against the stage's pydantic config (unknown or mistyped ones are an error), checks that every declared
+output was written, and turns any failure into exactly one line on stderr and a non-zero exit status
+(``NSBIFLOW_DEBUG=1`` prints the traceback as well). ``stage(..., config=Model)`` registers the config:
+it is the one declaration of the stage's parameters (``steps/<name>/step.yaml`` is generated from it,
+see ``nsbiflow.stepcli.parameters``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import click
 from pydantic import BaseModel, ValidationError
 
+from nsbiflow.engine.contract import ContractError, decode_parameters, split_assignment
 from nsbiflow.physics.errors import StageError
+from nsbiflow.stepcli.parameters import parameter_specs
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
+STAGE_CONFIGS: dict[str, type[BaseModel] | None] = {}
+"""Stage name -> its registered parameter config (``None``: the stage takes no parameters)."""
 
-def parse_value(raw: str) -> Any:
-    """A parameter value: JSON when it parses, else the raw string."""
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
+
+def registered_configs() -> dict[str, type[BaseModel] | None]:
+    """Every stage of ``nsbiflow-step`` with its config (imports the stage modules)."""
+    import nsbiflow.stepcli.main  # noqa: F401  (registers the stages)
+
+    return dict(STAGE_CONFIGS)
 
 
 def _split(option: str, item: str) -> tuple[str, str]:
-    key, sep, value = item.partition("=")
-    if not sep or not key:
-        raise StageError(f"{option} {item!r}: expected NAME=VALUE")
-    return key, value
+    try:
+        return split_assignment(option, item)
+    except ContractError as exc:
+        raise StageError(str(exc)) from None
 
 
 @dataclass
@@ -47,7 +53,8 @@ class StageIO:
     """Parsed arguments of one stage invocation."""
 
     stage: str
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    """Raw ``--param`` strings; ``config`` decodes them by the config's declared types."""
     inputs: dict[str, list[Path]] = field(default_factory=dict)
     outputs: dict[str, Path] = field(default_factory=dict)
 
@@ -58,7 +65,11 @@ class StageIO:
         if unknown:
             raise StageError(f"{self.stage}: unknown parameter {unknown[0]!r} (known: {', '.join(sorted(known))})")
         try:
-            return model.model_validate(self.params)
+            values = decode_parameters(parameter_specs(model), self.params, where=self.stage)
+        except ContractError as exc:
+            raise StageError(str(exc)) from None
+        try:
+            return model.model_validate(values)
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"])
@@ -106,8 +117,12 @@ def configure_threads() -> None:
             torch.set_num_interop_threads(1)
 
 
-def stage(name: str, outputs: tuple[str, ...] = ()) -> Callable[[Callable[[StageIO], None]], click.Command]:
-    """Make a click command of a stage function; ``outputs`` are the declared outputs it must write."""
+def stage(
+    name: str, outputs: tuple[str, ...] = (), config: type[BaseModel] | None = None
+) -> Callable[[Callable[[StageIO], None]], click.Command]:
+    """Make a click command of a stage function; ``outputs`` are the declared outputs it must write, ``config``
+    the pydantic model of its parameters (registered: the step.yaml's ``parameters:`` are generated from it)."""
+    STAGE_CONFIGS[name] = config
 
     def decorate(fn: Callable[[StageIO], None]) -> click.Command:
         @click.command(name=name, help=fn.__doc__, context_settings={"show_default": True})
@@ -120,7 +135,7 @@ def stage(name: str, outputs: tuple[str, ...] = ()) -> Callable[[Callable[[Stage
                 io = StageIO(stage=name)
                 for item in params:
                     key, value = _split("--param", item)
-                    io.params[key] = parse_value(value)
+                    io.params[key] = value
                 for item in inputs:
                     key, value = _split("--in", item)
                     io.inputs.setdefault(key, []).append(Path(value))

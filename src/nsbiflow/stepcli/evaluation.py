@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nsbiflow.physics.configs import LimitsConfig
 from nsbiflow.physics.errors import StageError
 from nsbiflow.stepcli.contract import StageIO, configure_threads, stage
 from nsbiflow.stepcli.progress import Progress
@@ -20,13 +21,16 @@ class CalibrateConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    label: str = Field("", description="which ensemble of the collection; default: its only one")
-    max_chi2_ndf: float = 3.0
-    max_norm_deviation: float = 0.1
-    max_ece: float = 0.05
+    label: str = Field("", description="ensemble label in the collection (default: its only one)")
+    max_chi2_ndf: float = Field(3.0, description="closure tolerance (worst observable)")
+    max_norm_deviation: float = Field(0.1, description="tolerance on |mean r over the reference - 1|")
+    max_ece: float = Field(0.05, description="tolerance on the expected calibration error")
     n_bins: int = Field(20, ge=2)
     aggregate: Literal["mean", "median"] = "mean"
-    at: dict[str, float] = Field(default_factory=dict, description="parameter values of a parametrized ensemble")
+    at: dict[str, float] = Field(
+        default_factory=dict,
+        description="where to evaluate a parametrized ensemble, e.g. {signal_mean: 1.5} (inside its trained range)",
+    )
 
 
 class InferConfig(BaseModel):
@@ -36,26 +40,24 @@ class InferConfig(BaseModel):
 
     batch_size: int = Field(50000, gt=0, description="events per chunk (bounds the memory)")
     aggregate: Literal["mean", "median"] = "mean"
-    normalise: bool = Field(True, description="rescale r so its mean over its denominator sample is 1")
-    at: dict[str, float] = Field(default_factory=dict, description="parameter values of parametrized ensembles")
+    normalise: bool = Field(True, description="rescale r to unit mean over its denominator sample")
+    at: dict[str, float] = Field(
+        default_factory=dict,
+        description="where to evaluate a parametrized ensemble, e.g. {signal_mean: 1.5} (inside its trained range)",
+    )
 
 
-class LimitsStageConfig(BaseModel):
-    """Parameters of ``limits`` (see ``nsbiflow.physics.analysis.LimitsConfig``)."""
+class LimitsStageConfig(LimitsConfig):
+    """Parameters of ``limits``: the physics ``LimitsConfig`` plus what the stage reports."""
 
     model_config = ConfigDict(extra="forbid")
 
-    nu_s: float = 100.0
-    nu_b: float = 1000.0
-    mu_bounds: list[float] = Field(default_factory=lambda: [-1.0, 4.0])
-    n_scan: int = 61
-    hist_observable: str = "auto"
-    hist_bins: int = 20
-    support_bins: int = 5
-    mu_injected: float | None = None
+    mu_injected: float | None = Field(
+        None, description="true mu (reported and drawn; default from the data's metadata)"
+    )
 
 
-@stage("calibrate", outputs=("report",))
+@stage("calibrate", outputs=("report",), config=CalibrateConfig)
 def calibrate(io: StageIO) -> None:
     """Closure, normalisation, calibration and loss diagnostics of one ensemble; fails beyond tolerance."""
     import numpy as np
@@ -122,7 +124,7 @@ def calibrate(io: StageIO) -> None:
         )
 
 
-@stage("infer", outputs=("ratios",))
+@stage("infer", outputs=("ratios",), config=InferConfig)
 def infer(io: StageIO) -> None:
     """Per-event log-ratios of every ensemble on the data and the held-out samples, streamed in chunks."""
     from nsbiflow.physics.ensemble import bind_point
@@ -165,7 +167,7 @@ def infer(io: StageIO) -> None:
         bar.log("evaluated " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
 
 
-@stage("limits", outputs=("results", "workspace", "plots"))
+@stage("limits", outputs=("results", "workspace", "plots"), config=LimitsStageConfig)
 def limits(io: StageIO) -> None:
     """Profile-likelihood intervals, CLs limit and Z0: exact ratio vs NSBI ensembles vs a pyhf histogram."""
     from nsbiflow.physics import analysis, histfactory, plots

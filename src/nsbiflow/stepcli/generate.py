@@ -20,16 +20,19 @@ class GenerateConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    process: Literal["signal", "background", "background_up", "background_down", "reference"]
+    process: Literal["signal", "background", "background_up", "background_down", "reference"] = Field(
+        description="which sample to simulate"
+    )
     n_events: int = Field(20000, gt=0, description="training events")
     n_holdout: int = Field(20000, ge=0, description="held-out events (diagnostics, templates, Asimov)")
     seed: int = 0
-    signal_mean: float = 1.0
-    signal_width: float = 0.7
+    signal_mean: float = Field(1.0, description="displacement of the signal core (signal only)")
+    signal_width: float = Field(0.7, description="width of the signal core (signal only)")
     signal_mean_range: list[float] = Field(
         default_factory=list,
-        description="signal only: [low, high] draws signal_mean per event (written as a column of that name) "
-        "for a parametrized signal ratio; empty: every event at signal_mean",
+        description="signal only: [low, high] draws signal_mean per event, uniformly, and writes it as a column "
+        "of that name (the training sample of a signal ratio parametrized in signal_mean); empty: all at "
+        "signal_mean",
     )
 
     @field_validator("signal_mean_range")
@@ -46,11 +49,11 @@ class DataConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mu: float = Field(1.0, ge=0, description="injected signal strength")
-    nu_s: float = Field(100.0, gt=0)
-    nu_b: float = Field(1000.0, gt=0)
-    alpha: float = Field(0.0, description="true value of the detector-scale nuisance parameter")
+    nu_s: float = Field(100.0, gt=0, description="expected signal yield at mu = 1")
+    nu_b: float = Field(1000.0, gt=0, description="expected background yield")
+    alpha: float = Field(0.0, description="true detector-scale nuisance parameter")
     seed: int = 0
-    signal_mean: float = 1.0
+    signal_mean: float = Field(1.0, description="the true signal model (nature's), not the hypothesis")
     signal_width: float = 0.7
     poisson: bool = Field(True, description="Poisson-fluctuate the yields (else round the expectations)")
 
@@ -60,11 +63,13 @@ class LoadConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    process: str = Field(..., min_length=1)
-    observables: list[str] = Field(..., min_length=1)
-    tree: str = ""
-    weight_column: str = ""
-    holdout_fraction: float = Field(0.5, ge=0, lt=1)
+    process: str = Field(
+        ..., min_length=1, description="process name the chain knows the sample by (signal, background, observed, ...)"
+    )
+    observables: list[str] = Field(..., min_length=1, description="column names of the observables, in order")
+    tree: str = Field("", description="TTree name (ROOT files; default the only tree)")
+    weight_column: str = Field("", description="per-event weight column (default weights of 1)")
+    holdout_fraction: float = Field(0.5, ge=0, lt=1, description="fraction of events held out (0 for observed data)")
     seed: int = 0
 
 
@@ -82,7 +87,7 @@ def _toy_meta(model: Any, process: str) -> dict[str, Any]:
     return toy
 
 
-@stage("generate", outputs=("events", "holdout"))
+@stage("generate", outputs=("events", "holdout"), config=GenerateConfig)
 def generate(io: StageIO) -> None:
     """Simulate one process of the toy (training events and held-out events) with exact densities."""
     import numpy as np
@@ -115,7 +120,7 @@ def generate(io: StageIO) -> None:
         write_events(events, io.output(name))
 
 
-@stage("generate-data", outputs=("events",))
+@stage("generate-data", outputs=("events",), config=DataConfig)
 def generate_data(io: StageIO) -> None:
     """A pseudo-experiment: signal at strength ``mu`` plus background at ``alpha``."""
     import numpy as np
@@ -140,7 +145,7 @@ def generate_data(io: StageIO) -> None:
     write_events(Events(x, np.ones(len(x)), list(OBSERVABLES), meta), io.output("events"))
 
 
-@stage("load-events", outputs=("events", "holdout"))
+@stage("load-events", outputs=("events", "holdout"), config=LoadConfig)
 def load_events(io: StageIO) -> None:
     """Read external events (Parquet, or a ROOT TTree with uproot), validate them, split off a holdout."""
     from nsbiflow.physics.events import Events, load_external, write_events

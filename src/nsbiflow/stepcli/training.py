@@ -3,37 +3,26 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nsbiflow.physics.configs import TrainConfig
 from nsbiflow.physics.errors import StageError
 from nsbiflow.stepcli.contract import StageIO, configure_threads, stage
 from nsbiflow.stepcli.progress import Progress
 
 
-class TrainRatioConfig(BaseModel):
-    """Parameters of ``train-ratio`` (see ``nsbiflow.physics.training.TrainConfig``)."""
+class TrainRatioConfig(TrainConfig):
+    """Parameters of ``train-ratio``: the physics ``TrainConfig`` plus what the stage itself needs."""
 
     model_config = ConfigDict(extra="forbid")
 
-    label: str = Field("", description="ensemble label; default: the numerator's process")
-    members: int = Field(4, gt=0)
-    chunk: int = Field(0, ge=0)
-    seed: int = 0
-    hidden: list[int] = Field(default_factory=lambda: [64, 64, 64])
-    activation: str = "silu"
-    lr: float = 2e-3
-    batch_size: int = 0  # 0: 2048 for layers >= 512 wide, else 512
-    max_epochs: int = 40
-    patience: int = 5
-    folds: int = 5
-    bootstrap: bool = True
-    weight_decay: float = 0.0
-    mode: Literal["auto", "loop", "batched"] = "auto"
+    label: str = Field("", description="ensemble label (default: the numerator's process)")
     parameters: list[str] = Field(
         default_factory=list,
-        description="numerator columns that are model parameters (a parametrized ratio r(x | theta))",
+        description="numerator columns that are model parameters: trains r(x | theta), the reference paired with "
+        "values drawn from the numerator's; evaluate it at a point with calibrate's and infer's 'at'",
     )
 
 
@@ -42,7 +31,7 @@ class SupportConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_ratio: float = Field(20.0, gt=1, description="out of support where p_pool/p_ref exceeds this")
+    max_ratio: float = Field(20.0, gt=1, description="out of support where p_pool / p_ref exceeds this")
     members: int = Field(2, gt=0)
     seed: int = 0
     hidden: list[int] = Field(default_factory=lambda: [32, 32])
@@ -75,7 +64,7 @@ def _parameters_for_reference(theta: Any, weights: Any, n: int, seed: int) -> An
     return theta[rows]
 
 
-@stage("train-ratio", outputs=("ensemble",))
+@stage("train-ratio", outputs=("ensemble",), config=TrainRatioConfig)
 def train_ratio(io: StageIO) -> None:
     """Train a chunk of a density-ratio ensemble r = p_numerator / p_reference by classification."""
     import numpy as np
@@ -83,7 +72,7 @@ def train_ratio(io: StageIO) -> None:
     from nsbiflow.physics.ensemble import save_members
     from nsbiflow.physics.events import read_events
     from nsbiflow.physics.mlp import MLPConfig
-    from nsbiflow.physics.training import TrainConfig, train_ensemble
+    from nsbiflow.physics.training import train_ensemble
 
     cfg = io.config(TrainRatioConfig)
     configure_threads()
@@ -137,7 +126,7 @@ def gather_ensemble(io: StageIO) -> None:
         bar.log("gathered " + ", ".join(f"{label}: {n} members" for label, n in sorted(counts.items())))
 
 
-@stage("support", outputs=("support",))
+@stage("support", outputs=("support",), config=SupportConfig)
 def support(io: StageIO) -> None:
     """Train the support classifier (pooled samples vs reference) and record its threshold."""
     import numpy as np
@@ -146,7 +135,7 @@ def support(io: StageIO) -> None:
     from nsbiflow.physics.events import read_events
     from nsbiflow.physics.mlp import MLPConfig
     from nsbiflow.physics.support import LABEL, SUPPORT_JSON, pool
-    from nsbiflow.physics.training import TrainConfig, train_ensemble
+    from nsbiflow.physics.training import train_ensemble
 
     cfg = io.config(SupportConfig)
     configure_threads()

@@ -34,7 +34,16 @@ from nsbiflow.backends.argo.security import (
     volume_mounts,
     volumes,
 )
-from nsbiflow.backends.local.task import encode_parameter, output_path
+from nsbiflow.engine.contract import (
+    command_line,
+    contract_environment,
+    encode_parameter,
+    escape_templating,
+    input_path,
+    needs_escape,
+    output_path,
+    step_variables,
+)
 from nsbiflow.engine.keys import code_identity, definition_identity
 from nsbiflow.engine.plan import InputSource, Plan, PlannedStep
 from nsbiflow.errors import NsbiflowError
@@ -50,7 +59,6 @@ SLUG_PARAM = "nsbiflow-slug"
 STATE_DIR = ".nsbiflow"
 """Folder under the work directory where the wrapper leaves the step key (an output parameter)."""
 LABEL = "nsbiflow.io"
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NSBIFLOW_NUM_THREADS")
 
 
 class CompileError(NsbiflowError):
@@ -162,9 +170,17 @@ class _Compiler:
         upstream = self.plan.steps[str(source.step_id)]
         return self.output_key(upstream, str(source.output), literal=True)
 
+    def literal(self, text: str, what: str) -> str:
+        """A value that must reach the pod verbatim: escaped when it holds ``{{`` (Argo would template it)."""
+        escaped = escape_templating(text)
+        if escaped != text and not self.profile.wrap:
+            raise CompileError(f"{what} contains '{{{{', which Argo would read as a template reference; "
+                               "compile with the step wrapper (profile wrap: true) to pass it escaped")  # fmt: skip
+        return escaped
+
     def source_filename(self, source: InputSource) -> str:
-        if source.path is not None:
-            return source.path.name
+        if source.path is not None:  # a name Argo would template is staged under a neutral one
+            return slugify(source.path.name) if needs_escape(source.path.name) else source.path.name
         spec = self.plan.steps[str(source.step_id)].definition.outputs[str(source.output)]
         return spec.filename or str(source.output)
 
@@ -174,8 +190,7 @@ class _Compiler:
         for name, spec in step.definition.inputs.items():
             sources = step.inputs.get(name, [])
             for index, source in enumerate(sources):
-                folder = self.work / "in" / name / (str(index) if spec.multiple else "")
-                path = folder if spec.kind == "dir" else folder / self.source_filename(source)
+                path = input_path(self.work, name, spec, index, self.source_filename(source))
                 artifact = f"{name}-{index}" if spec.multiple else name
                 result.append((_Slot(name, artifact, str(path)), source))
         return result
@@ -194,7 +209,8 @@ class _Compiler:
         # values per instance: parameters and input keys; constant ones become literal arguments
         columns: dict[str, list[str]] = {}
         for pname in definition.parameters:
-            columns[f"p_{pname}"] = [encode_parameter(s.parameters[pname]) for s in instances]
+            columns[f"p_{pname}"] = [self.literal(encode_parameter(s.parameters[pname]), f"parameter {pname!r} of "
+                                                  f"step {s.id!r}") for s in instances]  # fmt: skip
         sources = [[source for _, source in self.slots(s)] for s in instances]
         for n in range(len(slots)):
             columns[f"in_{n}"] = [self.source_key(row[n]) for row in sources]
@@ -212,7 +228,7 @@ class _Compiler:
                           for n, slot in enumerate(slots)]  # fmt: skip
         items = None
         if fanned:
-            items = [m.Item({"step": s.id, "slug": self.slugs[s.id],
+            items = [m.Item({"step": self.literal(s.id, f"step id {s.id!r}"), "slug": self.slugs[s.id],
                              **{c: columns[c][i] for c in columns if c in varying}})
                      for i, s in enumerate(instances)]  # fmt: skip
         dependencies = sorted({task_name(self.plan.steps[d].template) for s in instances for d in s.depends_on})
@@ -224,15 +240,15 @@ class _Compiler:
 
         # the template
         work = self.work
-        command = [*definition.command]
-        for pname in definition.parameters:
-            command += ["--param", f"{pname}={{{{inputs.parameters.{pname}}}}}"]
+        staged: dict[str, list[str]] = {}
         for slot in slots:
-            command += ["--in", f"{slot.input}={slot.path}"]
+            staged.setdefault(slot.input, []).append(slot.path)
+        out_paths = {oname: output_path(work, oname, spec) for oname, spec in definition.outputs.items()}
+        command = command_line(definition.command, {p: f"{{{{inputs.parameters.{p}}}}}" for p in definition.parameters},
+                               staged, out_paths, encoded=True)  # fmt: skip
         outputs: list[m.Artifact] = []
         for oname, spec in definition.outputs.items():
-            path = output_path(work, oname, spec.kind, spec.filename)
-            command += ["--out", f"{oname}={path}"]
+            path = out_paths[oname]
             outputs.append(m.Artifact(
                 name=oname, path=str(path), s3=m.S3Artifact(key=self.output_key(first, oname, literal=False)),
                 archive=m.ArchiveStrategy(none=m.NoneStrategy()) if spec.kind == "file" else None,
@@ -245,17 +261,22 @@ class _Compiler:
             ]
         step_id = f"{{{{inputs.parameters.{STEP_PARAM}}}}}" if fanned else first.id
         resources = first.resources
-        threads = str(max(1, int(resources.cpu_cores)))
-        env = [m.EnvVar(name="HOME", value="/tmp"), m.EnvVar(name="PYTHONUNBUFFERED", value="1"),
-               m.EnvVar(name="NSBIFLOW_STEP", value=step_id),
-               m.EnvVar(name="NSBIFLOW_RUN_ID", value="{{workflow.name}}"),
-               *(m.EnvVar(name=v, value=threads) for v in THREAD_VARIABLES)]  # fmt: skip
+        declared, passthrough = step_variables(definition.env)
+        if passthrough:
+            raise CompileError(f"step {template!r} passes {passthrough[0]} through from the runner's environment "
+                               "(env: {NAME: null}), which a pod does not have; give it a value")  # fmt: skip
+        contract = contract_environment(cpu_cores=resources.cpu_cores, gpu=resources.gpu, step_id=step_id,
+                                        run_id="{{workflow.name}}",
+                                        declared={k: self.literal(v, f"env {k} of step {template!r}")
+                                                  for k, v in declared.items()})  # fmt: skip
+        env = [m.EnvVar(name="HOME", value="/tmp"), *(m.EnvVar(name=k, value=v) for k, v in contract.items())]
         if self.profile.wrap:
             definition_json = canonical_json(definition.model_dump(mode="json", by_alias=True)).decode()
-            env.append(m.EnvVar(name="NSBIFLOW_STEP_DEFINITION", value=definition_json))
+            env.append(m.EnvVar(name="NSBIFLOW_STEP_DEFINITION", value=escape_templating(definition_json)))
             files = code_files(definition, first.definition_path)
             if files:
-                env.append(m.EnvVar(name="NSBIFLOW_CODE_FILES", value=canonical_json(files).decode()))
+                code_json = escape_templating(canonical_json(files).decode())
+                env.append(m.EnvVar(name="NSBIFLOW_CODE_FILES", value=code_json))
             env += store_environment(self.profile)
         quantities = {"cpu": m.Quantity(cpu_quantity(resources)), "memory": m.Quantity(str(resources.memory))}
         if resources.gpu > 0:
@@ -320,7 +341,7 @@ class _Compiler:
         annotations = {
             f"{LABEL}/workflow-digest": digest,
             f"{LABEL}/workflow-version": meta.version,
-            f"{LABEL}/parameters": canonical_json(self.plan.parameters).decode(),
+            f"{LABEL}/parameters": escape_templating(canonical_json(self.plan.parameters).decode()),
             f"{LABEL}/compiled-by": f"nsbiflow {__version__}",
         }
         if meta.description:

@@ -29,10 +29,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from nsbiflow.engine.keys import code_identity, step_key
-from nsbiflow.engine.plan import PlannedStep
+from nsbiflow.engine.contract import (
+    SECRET_NAME,
+    Arguments,
+    ContractError,
+    parse_arguments,
+    unescape_argv,
+    unescape_templating,
+)
+from nsbiflow.engine.contract import decode_parameters as contract_decode
+from nsbiflow.engine.keys import code_identity, definition_key
 from nsbiflow.errors import NsbiflowError, StoreError
-from nsbiflow.spec.models import StepDefinition, coerce_value
+from nsbiflow.spec.models import StepDefinition
 from nsbiflow.store import ArtifactRef, ArtifactStore, CacheEntry, open_store
 
 STATE_DIR = ".nsbiflow"
@@ -42,56 +50,35 @@ class WrapperError(NsbiflowError):
     """The wrapper was started wrongly (missing definition, malformed command line)."""
 
 
-@dataclass
-class Contract:
-    """The step contract arguments of a command line: ``--param``, ``--in``, ``--out``."""
-
-    parameters: dict[str, str] = field(default_factory=dict)
-    inputs: dict[str, list[Path]] = field(default_factory=dict)
-    outputs: dict[str, Path] = field(default_factory=dict)
-
-
 def _log(message: str) -> None:
     print(f"nsbiflow pod-step: {message}", file=sys.stderr, flush=True)
 
 
-def parse_contract(definition: StepDefinition, argv: Sequence[str]) -> Contract:
-    """Split ``definition.command + --param/--in/--out pairs`` into a ``Contract``."""
+def parse_contract(definition: StepDefinition, argv: Sequence[str]) -> Arguments:
+    """Split ``definition.command + --param/--in/--out pairs`` into the contract's ``Arguments``."""
     prefix = list(definition.command)
     if list(argv[: len(prefix)]) != prefix:
         raise WrapperError(f"the command {' '.join(argv[:len(prefix)])!r} does not start with the step's command "
                            f"{' '.join(prefix)!r}")  # fmt: skip
-    rest = list(argv[len(prefix):])
-    if len(rest) % 2:
-        raise WrapperError(f"malformed step arguments: {' '.join(rest)!r}")
-    contract = Contract()
-    for flag, value in zip(rest[::2], rest[1::2], strict=True):
-        name, sep, text = value.partition("=")
-        if not sep:
-            raise WrapperError(f"{flag} {value!r}: expected NAME=VALUE")
-        if flag == "--param":
-            contract.parameters[name] = text
-        elif flag == "--in":
-            contract.inputs.setdefault(name, []).append(Path(text))
-        elif flag == "--out":
-            contract.outputs[name] = Path(text)
-        else:
-            raise WrapperError(f"unknown step argument {flag!r} (expected --param, --in or --out)")
-    return contract
+    try:
+        return parse_arguments(argv[len(prefix) :])
+    except ContractError as exc:
+        raise WrapperError(str(exc)) from None
 
 
 def decode_parameters(definition: StepDefinition, raw: Mapping[str, str]) -> dict[str, Any]:
-    """Command-line parameter strings back to typed values (the inverse of ``encode_parameter``)."""
-    values: dict[str, Any] = {}
-    for name, text in raw.items():
-        spec = definition.parameters.get(name)
-        if spec is None:
-            raise WrapperError(f"--param {name}: the step {definition.name!r} has no such parameter")
-        try:
-            values[name] = coerce_value(spec.type, text)
-        except ValueError as exc:
-            raise WrapperError(f"--param {name}={text}: {exc}") from None
-    return values
+    """Command-line parameter strings back to typed values (the contract's typed decoder)."""
+    try:
+        return contract_decode(definition.parameters, raw, where=f"step {definition.name!r}")
+    except ContractError as exc:
+        raise WrapperError(str(exc)) from None
+
+
+def step_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The step process's environment: the pod's (escaped values decoded), without the store credentials the
+    wrapper holds."""
+    hidden = {"NSBIFLOW_STEP_DEFINITION", "NSBIFLOW_CODE_FILES"}
+    return {k: unescape_templating(v) for k, v in env.items() if not SECRET_NAME.search(k) and k not in hidden}
 
 
 def pod_code_identity(definition: StepDefinition, code_files: Mapping[str, str]) -> dict[str, str]:
@@ -110,9 +97,9 @@ def _materialize(store: ArtifactStore, ref: ArtifactRef, target: Path) -> None:
     store.fetch(ref, target, quarantine=True)
 
 
-def _run(argv: Sequence[str]) -> int:
+def _run(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
     try:
-        process = subprocess.Popen(list(argv))
+        process = subprocess.Popen(list(argv), env=None if env is None else dict(env))
     except FileNotFoundError:
         _log(f"command not found: {argv[0]!r} (is the step's program installed in the image?)")
         return 127
@@ -139,6 +126,7 @@ class PodStep:
     store_uri: str | None = None
     code_files: dict[str, str] = field(default_factory=dict)
     state_dir: Path = Path(STATE_DIR)
+    environment: dict[str, str] | None = None
 
     @classmethod
     def from_environment(cls, argv: Sequence[str], env: Mapping[str, str] | None = None) -> PodStep:
@@ -149,14 +137,20 @@ class PodStep:
             raise WrapperError("NSBIFLOW_STEP_DEFINITION is not set: pod-step runs inside pods compiled by "
                                "`nsbiflow compile --target argo`")  # fmt: skip
         try:
-            definition = StepDefinition.model_validate_json(text)
-            files = json.loads(env.get("NSBIFLOW_CODE_FILES") or "{}")
-        except (ValidationError, json.JSONDecodeError) as exc:
+            definition = StepDefinition.model_validate_json(unescape_templating(text))
+            files = json.loads(unescape_templating(env.get("NSBIFLOW_CODE_FILES") or "{}"))
+        except (ValidationError, json.JSONDecodeError, ContractError) as exc:
             raise WrapperError(f"NSBIFLOW_STEP_DEFINITION/NSBIFLOW_CODE_FILES is not valid: "
                                f"{str(exc).splitlines()[0]}") from None  # fmt: skip
         if not argv:
             raise WrapperError("no step command given: use `nsbiflow pod-step -- COMMAND ...`")
-        return cls(definition=definition, argv=list(argv), step_id=env.get("NSBIFLOW_STEP") or definition.name,
+        try:
+            argv = unescape_argv(argv)
+            step_id = unescape_templating(env.get("NSBIFLOW_STEP") or definition.name)
+        except ContractError as exc:
+            raise WrapperError(str(exc)) from None
+        environment = step_environment({**os.environ, **env})
+        return cls(definition=definition, argv=list(argv), step_id=step_id, environment=environment,
                    run_id=env.get("NSBIFLOW_RUN_ID"), store_uri=env.get("NSBIFLOW_STORE") or None,
                    code_files=dict(files), state_dir=Path(env.get("NSBIFLOW_STATE_DIR") or STATE_DIR))  # fmt: skip
 
@@ -165,15 +159,11 @@ class PodStep:
         (self.state_dir / "step-key").write_text(key)
         (self.state_dir / "cached").write_text("true" if cached else "false")
 
-    def key(self, store: ArtifactStore, contract: Contract) -> str:
+    def key(self, store: ArtifactStore, contract: Arguments) -> str:
         """The step key: definition, parameters, digests of the staged inputs, code identity."""
-        planned = PlannedStep(
-            id=self.step_id, template=self.definition.name, definition=self.definition, definition_path=None,
-            parameters=decode_parameters(self.definition, contract.parameters), inputs={}, depends_on=[],
-            resources=self.definition.resources, retries=self.definition.retries, timeout=self.definition.timeout,
-        )  # fmt: skip
+        parameters = decode_parameters(self.definition, contract.parameters)
         digests = {name: [store.put(path).digest for path in paths] for name, paths in contract.inputs.items()}
-        return step_key(planned, digests, pod_code_identity(self.definition, self.code_files))
+        return definition_key(self.definition, parameters, digests, pod_code_identity(self.definition, self.code_files))
 
     def run(self) -> int:
         """Skip on a cache hit, else run and record; returns the exit code for the pod."""
@@ -202,7 +192,7 @@ class PodStep:
         else:
             _log("NSBIFLOW_STORE is not set; running without the step-key cache")
         started = time.monotonic()
-        code = _run(self.argv)
+        code = _run(self.argv, self.environment)
         if code != 0:
             return code
         missing = [n for n, p in contract.outputs.items()

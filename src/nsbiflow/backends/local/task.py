@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
 import shutil
 import signal
@@ -17,11 +16,22 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from nsbiflow.backends.local.progress import PROGRESS_ENV, progress_file
+from nsbiflow.engine.contract import (
+    command_line,
+    contract_environment,
+    inherited_environment,
+    input_path,
+    output_path,
+    redact,
+    redact_file,
+    secret_values,
+    step_variables,
+)
 from nsbiflow.engine.plan import PlannedStep
 from nsbiflow.store import ArtifactRef, ArtifactStore, CacheEntry
 
@@ -55,43 +65,21 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def encode_parameter(value: Any) -> str:
-    """A parameter value on the command line: plain strings as they are, everything else as JSON."""
-    return value if isinstance(value, str) else json.dumps(value)
+def step_environment(step: PlannedStep, run_id: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a step process: the contract's variables over a small allowlist of the runner's.
 
-
-def output_path(workdir: Path, name: str, kind: str, filename: str | None) -> Path:
-    """Where a step writes an output: ``out/NAME/`` for a directory, ``out/NAME/FILENAME`` for a file."""
-    folder = workdir / "out" / name
-    return folder if kind == "dir" else folder / (filename or name)
-
-
-def build_command(step: PlannedStep, inputs: dict[str, list[Path]], outputs: dict[str, Path]) -> list[str]:
-    """The step contract's command line."""
-    command = list(step.definition.command)
-    for name, value in step.parameters.items():
-        command += ["--param", f"{name}={encode_parameter(value)}"]
-    for name, paths in inputs.items():
-        for path in paths:
-            command += ["--in", f"{name}={path}"]
-    for name, path in outputs.items():
-        command += ["--out", f"{name}={path}"]
-    return command
-
-
-def step_environment(step: PlannedStep, run_id: str) -> dict[str, str]:
-    """The environment of a step process: threads capped at its declared CPUs, our scripts on PATH."""
-    env = dict(os.environ)
-    threads = str(max(1, int(step.resources.cpu_cores)))
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NSBIFLOW_NUM_THREADS"):
-        env[var] = threads
+    Nothing else of the runner's environment (S3 keys, ``ARGO_TOKEN``, ...) reaches a step unless its
+    definition passes the name through (``env: {NAME: null}``).
+    """
+    literal, passthrough = step_variables(step.definition.env)
+    env = inherited_environment(os.environ if environ is None else environ, passthrough)
     scripts = str(Path(sys.executable).parent)
-    env["PATH"] = scripts + os.pathsep + env.get("PATH", "")
-    env["PYTHONUNBUFFERED"] = "1"
-    env["NSBIFLOW_RUN_ID"] = run_id
-    env["NSBIFLOW_STEP"] = step.id
-    if step.resources.gpu == 0:
-        env.setdefault("CUDA_VISIBLE_DEVICES", "")
+    env["PATH"] = scripts + os.pathsep + env.get("PATH", os.defpath)
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    env.update(contract_environment(cpu_cores=step.resources.cpu_cores, gpu=step.resources.gpu, step_id=step.id,
+                                    run_id=run_id, declared=literal))  # fmt: skip
+    if visible is not None and "CUDA_VISIBLE_DEVICES" not in literal:
+        env["CUDA_VISIBLE_DEVICES"] = visible  # the runner's device choice wins over "no GPU", as before
     return env
 
 
@@ -101,11 +89,10 @@ def stage_inputs(
     """Materialize input artifacts under ``workdir/in`` (digests verified on the way)."""
     staged: dict[str, list[Path]] = {}
     for name, artifacts in refs.items():
-        multiple = step.definition.inputs[name].multiple
+        spec = step.definition.inputs[name]
         paths = []
         for index, ref in enumerate(artifacts):
-            folder = workdir / "in" / name / (str(index) if multiple else "")
-            target = folder if ref.kind == "dir" else folder / (ref.filename or name)
+            target = input_path(workdir, name, spec, index, ref.filename or name)
             store.fetch(ref, target, quarantine=True)
             if ref.kind == "file":
                 target.chmod(0o444)
@@ -181,6 +168,7 @@ def run_task(
     env[PROGRESS_ENV] = str(progress_file(workdir))  # the step's progress channel (read by the display)
     progress_file(workdir).parent.mkdir(parents=True, exist_ok=True)
     progress_file(workdir).write_bytes(b"")
+    secrets = secret_values(os.environ)
     attempts = 0
     error: str | None = None
     delay = step.retries.backoff_seconds
@@ -190,10 +178,10 @@ def run_task(
         if (workdir / "out").exists():
             shutil.rmtree(workdir / "out")
         for name, spec in step.definition.outputs.items():
-            path = output_path(workdir, name, spec.kind, spec.filename)
+            path = output_path(workdir, name, spec)
             (path if spec.kind == "dir" else path.parent).mkdir(parents=True, exist_ok=True)
             outputs[name] = path
-        command = build_command(step, inputs, outputs)
+        command = command_line(step.definition.command, step.parameters, inputs, outputs)
         code, error = _run_once(command, workdir, env, log_path, step.timeout, attempt)
         if code == 0:
             missing = [
@@ -203,6 +191,7 @@ def run_task(
             ]
             if not missing:
                 stored = {name: store.put(path) for name, path in outputs.items()}
+                redact_file(log_path, secrets)  # known secret values never reach a stored log
                 log = store.put_file(log_path).digest
                 seconds = time.monotonic() - started
                 if key is not None:  # recorded last: the cache only ever names complete, stored outputs
@@ -227,4 +216,5 @@ def run_task(
         if attempt <= step.retries.limit:
             time.sleep(delay)
             delay *= step.retries.backoff_factor
-    return TaskResult(False, {}, attempts, time.monotonic() - started, log_path, error)
+    redact_file(log_path, secrets)
+    return TaskResult(False, {}, attempts, time.monotonic() - started, log_path, redact(error or "", secrets) or None)

@@ -18,7 +18,13 @@ from typing import Any
 
 import yaml
 
-from nsbiflow.backends.yadage.stages import input_parameter, output_location, stage_name, workflow_spec
+from nsbiflow.backends.yadage.stages import (
+    format_literal,
+    input_parameter,
+    output_location,
+    stage_name,
+    workflow_spec,
+)
 from nsbiflow.engine.plan import Plan
 from nsbiflow.errors import UsageError
 
@@ -64,7 +70,7 @@ def reana_spec(plan: Plan, inputs: dict[str, str]) -> dict[str, Any]:
     outputs = [p for paths in output_paths(plan).values() for p in paths]
     spec: dict[str, Any] = {
         "version": "0.9.0",
-        "inputs": {"directories": ["workflow"], **({"parameters": inputs} if inputs else {})},
+        "inputs": {"directories": ["workflow"], **({"parameters": format_literal(inputs)} if inputs else {})},
         "workflow": {"type": "yadage", "file": "workflow/workflow.yml"},
         "outputs": {"files": outputs} if outputs else {},
     }
@@ -86,7 +92,7 @@ def export_workflow(plan: Plan, out_dir: Path, *, target: str, environment: str)
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = workflow_spec(plan, environment_kind=environment)
     inputs = _external_inputs(plan, out_dir)
-    init: dict[str, Any] = {**plan.parameters, **inputs}
+    init: dict[str, Any] = format_literal({**plan.parameters, **inputs})
     written = []
     workflow_file = out_dir / "workflow" / "workflow.yml"
     workflow_file.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 
 Fan-out is expanded statically: one ``singlestep-stage`` per planned step instance, so the export is exact
 (the same commands, parameters and wiring as the local run). Each stage runs the step contract command
-through ``string-interpolated-cmd`` (Python ``str.format``: literal braces are doubled); inputs are
+through ``string-interpolated-cmd`` (Python ``str.format``: literal braces are doubled, literal words
+shell-quoted, interpolated paths captured verbatim by a quoted here-document); inputs are
 ``stage-output-selector`` references to the upstream stage's published output paths.
 """
 
@@ -12,11 +13,18 @@ import re
 import shlex
 from typing import Any
 
-from nsbiflow.backends.local.task import encode_parameter
+from nsbiflow.engine.contract import (
+    INHERITED_VARIABLES,
+    arguments,
+    contract_environment,
+    encode_parameter,
+    step_variables,
+)
+from nsbiflow.engine.contract import output_location as contract_output_location
 from nsbiflow.engine.plan import Plan, PlannedStep
 
 ENVIRONMENTS = ("docker", "localproc")
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NSBIFLOW_NUM_THREADS")
+HEREDOC_END = "NSBIFLOW_END_OF_VALUE"
 
 
 def stage_name(step_id: str) -> str:
@@ -26,6 +34,18 @@ def stage_name(step_id: str) -> str:
 
 def _braces(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
+
+
+def format_literal(value: Any) -> Any:
+    """A value yadage passes through ``str.format`` (packtivity formats every string leaf of the stage and
+    init parameters with ``{workdir}``): every string in it with its braces doubled."""
+    if isinstance(value, str):
+        return _braces(value)
+    if isinstance(value, list):
+        return [format_literal(v) for v in value]
+    if isinstance(value, dict):
+        return {k: format_literal(v) for k, v in value.items()}
+    return value
 
 
 def _key(prefix: str, name: str, index: int | None = None) -> str:
@@ -63,30 +83,55 @@ def environment(step: PlannedStep, kind: str) -> dict[str, Any]:
     }
 
 
+def _shell(text: str) -> str:
+    """A literal word of the command: shell-quoted, then braces doubled for ``str.format``."""
+    return _braces(shlex.quote(text))
+
+
+def _capture(key: str) -> str:
+    """Assign the value yadage interpolates for ``key`` to a shell variable without the shell reading it.
+
+    A quoted here-document takes the interpolated text verbatim (no expansion, no word splitting), so a
+    file name such as ``in;touch X;#.txt`` stays a file name. Only a line equal to the delimiter could end
+    it early; no path the engines produce has one.
+    """
+    return f"{key}=\"$(cat <<'{HEREDOC_END}'\n{{{key}}}\n{HEREDOC_END}\n)\""
+
+
+_INHERIT = (
+    "set -- && for v in " + " ".join((*INHERITED_VARIABLES, "LC_ALL", "LC_CTYPE")) + "; do "
+    'if printenv "$v" >/dev/null; then set -- "$@" "$v=$(printenv "$v")"; fi; done'
+)
+"""Collects the allowlisted variables of the engine's environment as ``NAME=VALUE`` arguments for ``env -i``:
+a stage sees those and the contract's variables, never the rest (S3 keys, tokens) of the engine's environment."""
+
+
 def command(step: PlannedStep, inputs: dict[str, list[str]], outputs: dict[str, str]) -> str:
-    """The stage's command template: thread caps, output folders, then the step contract command line."""
-    threads = str(max(1, int(step.resources.cpu_cores)))
-    env = [f"{var}={threads}" for var in THREAD_VARIABLES] + [f"NSBIFLOW_STEP={shlex.quote(step.id)}"]
-    if step.resources.gpu == 0:
-        env.append("CUDA_VISIBLE_DEVICES=")
+    """The stage's command template: the values yadage interpolates captured into shell variables, output
+    folders, then the contract's environment and command line, every literal shell-quoted."""
+    literal, _ = step_variables(step.definition.env)
+    env = contract_environment(cpu_cores=step.resources.cpu_cores, gpu=step.resources.gpu, step_id=step.id,
+                               run_id=f"yadage-{step.template}", declared=literal)  # fmt: skip
+    keys = [key for group in inputs.values() for key in group] + list(outputs.values())
+    captures = [_capture(key) for key in keys]
     mkdirs = []
     for name, key in outputs.items():
-        folder = f"{{{key}}}" if step.definition.outputs[name].kind == "dir" else f'"$(dirname {{{key}}})"'
+        folder = f'"${key}"' if step.definition.outputs[name].kind == "dir" else f'"$(dirname "${key}")"'
         mkdirs.append(f"mkdir -p {folder}")
-    parts = [_braces(shlex.join(step.definition.command))]
-    for name, value in step.parameters.items():
-        parts.append("--param " + _braces(shlex.quote(f"{name}={encode_parameter(value)}")))
-    for name, keys in inputs.items():
-        parts += [f"--in {_braces(shlex.quote(name + '='))}{{{key}}}" for key in keys]
-    for name, key in outputs.items():
-        parts.append(f"--out {_braces(shlex.quote(name + '='))}{{{key}}}")
-    return " && ".join([*mkdirs, "env " + " ".join(env) + " " + " ".join(parts)])
+    values = {name: encode_parameter(value) for name, value in step.parameters.items()}
+    words = [_shell(word) for word in step.definition.command]
+    for flag, name, value in arguments(values, inputs, outputs):
+        if flag == "--param":
+            words.append(f"{flag} {_shell(f'{name}={value}')}")
+        else:  # value is the key of a captured shell variable
+            words.append(f'{flag} {_shell(name + "=")}"${value}"')
+    prefix = "env -i \"$@\" " + " ".join(_shell(f"{k}={v}") for k, v in env.items())
+    return " && ".join([*captures, *mkdirs, _INHERIT, prefix + " " + " ".join(words)])
 
 
 def output_location(step: PlannedStep, name: str) -> str:
     """Where a step writes an output inside its stage work directory (as the local executor lays it out)."""
-    spec = step.definition.outputs[name]
-    return f"out/{name}" if spec.kind == "dir" else f"out/{name}/{spec.filename or name}"
+    return contract_output_location(name, step.definition.outputs[name])
 
 
 def stage(plan: Plan, step: PlannedStep, kind: str) -> dict[str, Any]:
