@@ -2,8 +2,8 @@
 
 * projections: every event-level and object-level observable (``observables.projections``), each marked
   trained (an input of the reweighter) or untrained (derived, never seen in training); per projection the
-  binned shape comparison and its chi2/ndf (``physics/diagnostics.closure``, both samples' statistical errors)
-  and a weighted two-sample Kolmogorov-Smirnov test;
+  binned shape comparison and its chi2/ndf (both samples' statistical errors, the objects of one event
+  counted together) and a weighted two-sample Kolmogorov-Smirnov test (effective numbers of events);
 * normalisation: the reweighted yield of MC_a over the yield of MC_b;
 * a classifier two-sample test: a gradient-boosted classifier (scikit-learn) separating reweighted MC_a
   from MC_b, cross-validated; its weighted ROC AUC must be 0.5 if the weights close;
@@ -20,7 +20,6 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
-from nsbiflow.physics import diagnostics
 from nsbiflow.physics.objects import ObjectEvents
 from nsbiflow.physics.reweight.observables import Projection, projections
 
@@ -47,37 +46,88 @@ def ess(weights: FloatArray) -> float:
     return total * total / max(float(np.sum(weights**2)), 1e-300)
 
 
-def weighted_ks(x1: FloatArray, w1: FloatArray, x2: FloatArray, w2: FloatArray) -> tuple[float, float]:
-    """Two-sample Kolmogorov-Smirnov statistic of weighted samples and its asymptotic p-value (effective sizes).
+def weighted_ks(
+    x1: FloatArray, w1: FloatArray, x2: FloatArray, w2: FloatArray, n1: float, n2: float
+) -> tuple[float, float]:
+    """Two-sample Kolmogorov-Smirnov distance of weighted samples and its asymptotic p-value for effective
+    sample sizes ``n1``, ``n2``.
 
     Hand-written: scipy's ``ks_2samp`` takes no weights.
     """
     from scipy.stats import kstwobign
 
     grid = np.unique(np.concatenate([x1, x2]))
-    c1 = np.concatenate([[0.0], np.cumsum(np.bincount(np.searchsorted(grid, x1), w1, len(grid)))]) / w1.sum()
-    c2 = np.concatenate([[0.0], np.cumsum(np.bincount(np.searchsorted(grid, x2), w2, len(grid)))]) / w2.sum()
+    c1 = np.cumsum(np.bincount(np.searchsorted(grid, x1), w1, len(grid))) / w1.sum()
+    c2 = np.cumsum(np.bincount(np.searchsorted(grid, x2), w2, len(grid))) / w2.sum()
     d = float(np.max(np.abs(c1 - c2)))
-    n1, n2 = ess(w1), ess(w2)
-    scale = math.sqrt(n1 * n2 / (n1 + n2))
-    return d, float(kstwobign.sf(d * scale))
+    return d, float(kstwobign.sf(d * math.sqrt(n1 * n2 / (n1 + n2))))
+
+
+def _histogram(p: Projection, w: FloatArray, edges: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Per-bin sums of the event weights and their variances, counting the objects of one event in one bin
+    together (they share the event's weight, so they are not independent entries)."""
+    nb = len(edges) - 1
+    b = np.clip(np.searchsorted(edges, p.values, side="right") - 1, 0, nb - 1)
+    keys, inverse = np.unique(p.rows * nb + b, return_inverse=True)
+    per_event_bin = np.bincount(inverse, w[p.rows], len(keys))
+    h = np.bincount(keys % nb, per_event_bin, nb).astype(np.float64)
+    return h, np.bincount(keys % nb, per_event_bin**2, nb).astype(np.float64)
+
+
+def _events_ess(p: Projection, w: FloatArray) -> float:
+    """The effective number of independent entries of a projection: its events, not its objects."""
+    return ess(w[np.unique(p.rows)])
 
 
 def projection_closure(
-    source: Projection, w_source: FloatArray, target: Projection, w_target: FloatArray, n_bins: int
+    source: Projection,
+    w_nominal: FloatArray,
+    w_source: FloatArray,
+    target: Projection,
+    w_target: FloatArray,
+    n_bins: int,
 ) -> dict[str, Any]:
-    """Shape closure of one projection: histograms and chi2/ndf (``diagnostics.closure``) and the weighted KS.
+    """Shape closure of one projection: histograms, chi2/ndf and the weighted KS test.
 
-    ``w_source`` are the reweighted source's per-event weights; the projection's own normalisation is divided
-    out (the yield is checked once, per event), so the per-object projections compare shapes too.
+    ``w_nominal`` and ``w_source`` are the source's per-event weights before and after reweighting. Each
+    projection is normalised on its own (the yield is checked once, per event), so per-object projections
+    compare shapes too. The layout of the result is ``physics/diagnostics.closure``'s (its plots draw it); the
+    errors here count each event once per bin.
     """
-    ws, wt = w_source[source.rows], w_target[target.rows]
-    (out,) = diagnostics.closure(
-        target.values[:, None], wt, source.values[:, None], np.ones_like(ws), ws / ws.mean(), ["x"], n_bins
-    ).values()
-    out["ks"], out["ks_pvalue"] = weighted_ks(source.values, ws, target.values, wt)
-    out["level"] = source.level
-    return out
+    edges = np.unique(np.quantile(target.values, np.linspace(0, 1, n_bins + 1)))
+    edges[0] = min(edges[0], source.values.min())
+    edges[-1] = max(edges[-1], source.values.max())
+    if len(edges) < 2:
+        edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
+    ws_total = float(np.sum(w_source[source.rows]))
+    wt_total = float(np.sum(w_target[target.rows]))
+    h_t, v_t = _histogram(target, w_target / wt_total, edges)
+    h_s, v_s = _histogram(source, w_source / ws_total, edges)
+    raw = w_nominal / float(np.sum(w_nominal[source.rows]))
+    chi2 = float(np.sum((h_t - h_s) ** 2 / np.maximum(v_t + v_s, 1e-300)))
+    ndf = len(edges) - 1
+    ks, pvalue = weighted_ks(
+        source.values,
+        w_source[source.rows],
+        target.values,
+        w_target[target.rows],
+        _events_ess(source, w_source),
+        _events_ess(target, w_target),
+    )
+    return {
+        "edges": edges.tolist(),
+        "numerator": h_t.tolist(),
+        "numerator_err": np.sqrt(v_t).tolist(),
+        "reweighted": h_s.tolist(),
+        "reweighted_err": np.sqrt(v_s).tolist(),
+        "reference": _histogram(source, raw, edges)[0].tolist(),
+        "chi2": chi2,
+        "ndf": ndf,
+        "chi2_ndf": chi2 / ndf,
+        "ks": ks,
+        "ks_pvalue": pvalue,
+        "level": source.level,
+    }
 
 
 def classifier_test(
@@ -176,7 +226,7 @@ def closure(
     for name, proj in ps.items():
         if name not in pt or not len(proj.values) or not len(pt[name].values):
             continue
-        entry = projection_closure(proj, w_source, pt[name], target.weights, n_bins)
+        entry = projection_closure(proj, source.weights, w_source, pt[name], target.weights, n_bins)
         entry["trained"] = name in trained
         result["projections"][name] = entry
     result["normalisation"] = float(w_source.sum() / target.weights.sum())

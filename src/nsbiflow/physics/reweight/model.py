@@ -58,20 +58,33 @@ def columns(ev: Events, observables: list[str], source: str) -> FloatArray:
 
 
 def calibration(
-    log_w_source: FloatArray, w_source: FloatArray, w_target: FloatArray, mode: Normalisation
-) -> dict[str, float]:
-    """The scale that normalises the learned weights over the (training) source sample."""
+    member_log_w: FloatArray,
+    holdout: NDArray[np.bool_],
+    w_source: FloatArray,
+    w_target: FloatArray,
+    mode: Normalisation,
+) -> dict[str, Any]:
+    """The scale that normalises the learned weights over the source, from each member's own holdout events.
+
+    ``member_log_w`` (members, n_source) are the uncalibrated log-weights, ``holdout`` (members, n_source) marks
+    the source events each member never trained on: a classifier is biased on its training events (a BDT
+    most), so member m's scale is computed on its holdout fold only, and the ensemble's scale is their mean
+    in log (the ensemble's log w is the mean of the members' calibrated log w).
+    """
     yield_a, yield_b = float(w_source.sum()), float(w_target.sum())
-    reweighted = float(np.sum(w_source * np.exp(log_w_source)))
-    goal = yield_b if mode == "yield" else yield_a
-    scale = goal / reweighted
+    goal = yield_b / yield_a if mode == "yield" else 1.0
+    logs = []
+    for f, rows in zip(member_log_w, holdout, strict=True):
+        w_hold = w_source[rows]
+        logs.append(float(np.log(goal * w_hold.sum() / np.sum(w_hold * np.exp(f[rows])))))
+    log_scale = float(np.mean(logs))
     return {
-        "log_scale": float(np.log(scale)),
-        "scale": scale,
+        "log_scale": log_scale,
+        "scale": float(np.exp(log_scale)),
+        "member_log_scales": logs,
         "yield_source": yield_a,
         "yield_target": yield_b,
         "yield_ratio": yield_b / yield_a,
-        "mean_w_uncalibrated": reweighted / yield_a,
     }
 
 

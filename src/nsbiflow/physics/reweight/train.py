@@ -11,6 +11,7 @@ from nsbiflow.physics.errors import StageError
 from nsbiflow.physics.objects import ObjectEvents
 from nsbiflow.physics.reweight.bdt import BDTConfig
 from nsbiflow.physics.reweight.deepsets import DeepSetsConfig
+from nsbiflow.physics.reweight.folds import split
 from nsbiflow.physics.reweight.model import CURVES, Normalisation, Reweighter, calibration, columns, write_manifest
 
 ProgressFn = Callable[[int, int, str], None]
@@ -29,7 +30,7 @@ def train_reweighter(
     progress: ProgressFn | None = None,
 ) -> Reweighter:
     """Train ``target / source`` weights (Deep Sets when ``config`` is a ``DeepSetsConfig``), calibrate them on
-    ``source`` and write ``directory``; returns the loaded reweighter."""
+    the members' held-out ``source`` events and write ``directory``; returns the loaded reweighter."""
     directory.mkdir(parents=True, exist_ok=True)
     manifest: dict[str, Any] = {
         "kind": "Reweighter",
@@ -87,8 +88,12 @@ def train_reweighter(
     manifest["calibration"] = {"log_scale": 0.0}
     write_manifest(directory, manifest)  # uncalibrated, to evaluate the members once
     rw = Reweighter.load(directory)
-    log_w = rw.member_log_weights(source, "source").mean(axis=0)
-    manifest["calibration"] = calibration(log_w, source.weights, target.weights, normalisation)
+    sp = split(
+        source.weights, target.weights, config.members, config.folds, config.seed, config.bootstrap, "calibration"
+    )
+    holdout = sp.holdout[:, : len(source)] > 0
+    members_log_w = rw.member_log_weights(source, "source")
+    manifest["calibration"] = calibration(members_log_w, holdout, source.weights, target.weights, normalisation)
     write_manifest(directory, manifest)
     rw.manifest = manifest
     return rw
