@@ -273,13 +273,15 @@ def _root_objects(
             raise StageError(f"{path.name}: TTree {tree!r} not found ({hint}); set the 'tree' parameter")
         ttree = root[name]
         have = set(ttree.keys())
+        # NanoAOD names a collection's branches Jet_pt; uproot writes a record of lists as jet.pt
+        dotted = [f"{b[: -len(f) - 1]}.{f}" for b, f in zip(branches, fields, strict=True)]
+        branches = [d if b not in have and d in have else b for b, d in zip(branches, dotted, strict=True)]
         missing = [b for b in branches if b not in have]
         if missing:
             raise StageError(f"{path.name}:{name}: missing branch '{missing[0]}' (has: {', '.join(ttree.keys())})")
-        arrays = ttree.arrays(branches, library="ak")
         columns = {}
         for field_name, branch in zip(fields, branches, strict=True):
-            array = arrays[branch]
+            array = ttree[branch].array(library="ak")
             if array.ndim != 2:
                 raise StageError(
                     f"{path.name}:{name}: branch '{branch}' is not a jagged list of numbers (dimension {array.ndim})"
@@ -288,7 +290,7 @@ def _root_objects(
                 np.asarray(ak.num(array, axis=1), dtype=np.int64),
                 np.asarray(ak.to_numpy(ak.flatten(array, axis=1))),
             )
-        return columns, len(arrays)
+        return columns, int(ttree.num_entries)
 
 
 def to_awkward(ev: ObjectEvents) -> Any:

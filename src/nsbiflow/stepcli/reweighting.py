@@ -321,6 +321,7 @@ def reweight_closure(io: StageIO) -> None:
         failures = diag.check(metrics, tol, label)
         metrics |= {"tolerances": tol.model_dump(), "passed": not failures, "failures": failures}
         out = io.output("report")
+        out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         plots.closure(out, label, metrics["projections"])
         plots.weights(out / f"weights_{label}.png", label, np.log(w), log_w_exact)

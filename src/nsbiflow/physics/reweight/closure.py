@@ -206,7 +206,7 @@ def truth_comparison(log_w: FloatArray, log_w_exact: FloatArray, nominal: FloatA
         "rms_log_w_exact": float(
             np.sqrt(np.average((log_w_exact - np.average(log_w_exact, weights=nominal)) ** 2, weights=nominal))
         ),
-        "correlation": float(np.corrcoef(log_w, log_w_exact)[0, 1]),
+        "correlation": float(np.corrcoef(log_w, log_w_exact)[0, 1]) if np.std(log_w) > 0 else 0.0,
     }
 
 
@@ -233,7 +233,6 @@ def closure(
     result["weights"] = weight_summary(w, source.weights)
     if classifier is not None:
         result["classifier"] = classifier_test(source, w, target, **classifier)
-        result["classifier_unweighted"] = classifier_test(source, np.ones_like(w), target, **classifier)
     return result
 
 
