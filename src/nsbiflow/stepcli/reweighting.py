@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from nsbiflow.physics.errors import StageError
+from nsbiflow.physics.reweight.config import ClosureTolerances, DeepSetsConfig, ToyParameters
 from nsbiflow.stepcli.contract import StageIO, configure_threads, stage
 from nsbiflow.stepcli.generate import _rng
 from nsbiflow.stepcli.progress import Progress
@@ -18,21 +19,15 @@ from nsbiflow.stepcli.progress import Progress
 WEIGHTS_KEY = "reweighting"
 
 
-class GenerateObjectsConfig(BaseModel):
-    """Parameters of ``generate-objects`` (see ``nsbiflow.physics.reweight.toy``)."""
-
-    model_config = ConfigDict(extra="forbid")
+class GenerateObjectsConfig(ToyParameters):
+    """Parameters of ``generate-objects``: the two configurations (``physics.reweight.config.ToyParameters``), which one
+    to simulate, and how many events."""
 
     configuration: Literal["a", "b"] = Field(..., description="which configuration to simulate")
     process: str = Field("", description="sample name; default: mc_a or mc_b")
     n_events: int = Field(20000, gt=0, description="training events")
     n_holdout: int = Field(20000, ge=0, description="held-out events (closure, application)")
     seed: int = Field(0, description="master seed (each configuration and split has its own stream)")
-    lambda_a: float = Field(4.0, gt=0, description="mean object multiplicity of configuration a")
-    lambda_b: float = Field(4.5, gt=0, description="mean object multiplicity of configuration b")
-    k_a: float = Field(0.025, gt=0, description="slope (1/GeV) of the object energy spectrum of a")
-    k_b: float = Field(0.0227, gt=0, description="slope (1/GeV) of the object energy spectrum of b")
-    eta_max: float = Field(2.5, gt=0, description="objects are uniform in eta within +-eta_max")
 
 
 class LoadObjectsConfig(BaseModel):
@@ -50,10 +45,9 @@ class LoadObjectsConfig(BaseModel):
     seed: int = Field(0, description="seeds the holdout split")
 
 
-class TrainReweighterConfig(BaseModel):
-    """Parameters of ``train-reweighter`` (see ``physics.reweight.deepsets.DeepSetsConfig`` and ``bdt.BDTConfig``)."""
-
-    model_config = ConfigDict(extra="forbid")
+class TrainReweighterConfig(DeepSetsConfig):
+    """Parameters of ``train-reweighter``: the ensemble and Deep-Sets settings (``DeepSetsConfig``), the BDT's
+    (``bdt.BDTConfig``, prefixed ``bdt_``), and what to read."""
 
     method: Literal["deepsets", "bdt"] = Field("deepsets", description="Deep Sets on the objects, or a BDT")
     label: str = Field("", description="reweighter name; default: <source>_to_<target>")
@@ -66,25 +60,12 @@ class TrainReweighterConfig(BaseModel):
     normalisation: Literal["yield", "shape"] = Field(
         "yield", description="calibrate sum(w) over the source to the target's yield, or to the source's (shape only)"
     )
-    members: int = Field(2, gt=0, description="ensemble members (each with its own holdout fold)")
-    seed: int = Field(0, description="seeds initialisation, folds and bootstrap")
-    folds: int = Field(5, ge=2, description="K-fold split; member m holds out fold m % folds")
-    bootstrap: bool = Field(True, description="Poisson(1) bootstrap weights per member")
-    phi: list[int] = Field(default_factory=lambda: [64, 64], description="deepsets: hidden widths of Phi")
-    latent: int = Field(32, gt=0, description="deepsets: width of the summed latent vector")
-    head: list[int] = Field(default_factory=lambda: [64, 64], description="deepsets: hidden widths of F")
-    activation: str = Field("silu", description="deepsets: silu, relu or tanh")
-    lr: float = Field(2e-3, gt=0, description="deepsets: Adam learning rate")
-    batch_size: int = Field(2048, gt=0, description="deepsets: events per step")
-    max_epochs: int = Field(40, gt=0, description="deepsets: epochs at most")
-    patience: int = Field(5, gt=0, description="deepsets: early-stopping patience (epochs)")
-    weight_decay: float = Field(0.0, ge=0, description="deepsets: Adam weight decay")
     bdt_max_iter: int = Field(300, gt=0, description="bdt: boosting iterations at most")
     bdt_learning_rate: float = Field(0.1, gt=0, description="bdt: shrinkage")
     bdt_max_leaf_nodes: int = Field(31, ge=2, description="bdt: leaves per tree")
     bdt_min_samples_leaf: int = Field(50, gt=0, description="bdt: events per leaf at least")
     bdt_l2_regularization: float = Field(0.0, ge=0, description="bdt: L2 regularisation of the leaf values")
-    bdt_n_iter_no_change: int = Field(10, gt=0, description="bdt: early-stopping patience (iterations)")
+    bdt_n_iter_no_change: int = Field(30, gt=0, description="bdt: early-stopping patience (iterations)")
 
 
 class ApplyReweighterConfig(BaseModel):
@@ -97,18 +78,10 @@ class ApplyReweighterConfig(BaseModel):
     keep_objects: bool = Field(True, description="copy the object list columns into the varied sample")
 
 
-class ClosureConfig(BaseModel):
-    """Parameters of ``reweight-closure`` (tolerances: ``physics.reweight.closure.ClosureTolerances``)."""
-
-    model_config = ConfigDict(extra="forbid")
+class ClosureConfig(ClosureTolerances):
+    """Parameters of ``reweight-closure``: the tolerances (``ClosureTolerances``) and the diagnostics' settings."""
 
     label: str = Field("", description="name in messages and plots; default: the reweighter's label")
-    max_chi2_ndf: float = Field(3.0, gt=0, description="shape chi2/ndf of every trained projection")
-    max_chi2_ndf_untrained: float = Field(3.0, gt=0, description="shape chi2/ndf of every untrained projection")
-    min_ks_pvalue: float = Field(1e-3, ge=0, lt=1, description="weighted KS p-value of every projection")
-    max_auc_deviation: float = Field(0.02, gt=0, description="|AUC - 0.5| of the classifier two-sample test")
-    max_norm_deviation: float = Field(0.05, gt=0, description="|reweighted yield / target yield - 1|")
-    min_ess_fraction: float = Field(0.05, ge=0, le=1, description="effective sample size / events of the source")
     n_bins: int = Field(20, ge=2, description="bins per projection (quantiles of the target)")
     classifier: bool = Field(True, description="run the classifier two-sample test")
     cv_folds: int = Field(3, ge=2, description="cross-validation folds of the classifier test")
@@ -170,8 +143,7 @@ def load_objects(io: StageIO) -> None:
 @stage("train-reweighter", outputs=("reweighter",))
 def train_reweighter(io: StageIO) -> None:
     """Learn per-event weights w = p_target / p_source (Deep Sets on the objects, or a BDT), calibrated."""
-    from nsbiflow.physics.reweight.bdt import BDTConfig
-    from nsbiflow.physics.reweight.deepsets import DeepSetsConfig
+    from nsbiflow.physics.reweight.config import BDTConfig
     from nsbiflow.physics.reweight.model import read_sample
     from nsbiflow.physics.reweight.train import train_reweighter as train
 
@@ -323,7 +295,7 @@ def reweight_closure(io: StageIO) -> None:
         out = io.output("report")
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        plots.closure(out, label, metrics["projections"])
+        plots.closure(out, label, metrics["projections"], target.events.process)
         plots.weights(out / f"weights_{label}.png", label, np.log(w), log_w_exact)
         worst = max(metrics["projections"].items(), key=lambda kv: kv[1]["chi2_ndf"])
         auc = metrics.get("classifier", {}).get("auc", float("nan"))

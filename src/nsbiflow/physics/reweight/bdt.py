@@ -16,33 +16,16 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field
 from safetensors.numpy import load_file, save_file
 
 from nsbiflow.physics.errors import StageError
+from nsbiflow.physics.reweight.config import BDTConfig
 from nsbiflow.physics.reweight.folds import split
 
 ProgressFn = Callable[[int, int, str], None]
 FloatArray = NDArray[np.float64]
 _NODE_FIELDS = ("value", "feature_idx", "num_threshold", "missing_go_to_left", "left", "right", "is_leaf")
 EVAL_TILE = 8192
-
-
-class BDTConfig(BaseModel):
-    """Boosting and ensemble settings of the BDT members."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    members: int = Field(2, gt=0, description="ensemble members (each with its own holdout fold)")
-    seed: int = Field(0, description="seeds folds, bootstrap and the boosting")
-    folds: int = Field(5, ge=2, description="K-fold split; member m holds out fold m % folds")
-    bootstrap: bool = Field(True, description="Poisson(1) bootstrap weights per member")
-    max_iter: int = Field(300, gt=0, description="boosting iterations (trees) at most")
-    learning_rate: float = Field(0.1, gt=0, description="shrinkage")
-    max_leaf_nodes: int = Field(31, ge=2, description="leaves per tree")
-    min_samples_leaf: int = Field(50, gt=0, description="events per leaf at least")
-    l2_regularization: float = Field(0.0, ge=0)
-    n_iter_no_change: int = Field(10, gt=0, description="iterations without holdout improvement before stopping")
 
 
 class Trees:

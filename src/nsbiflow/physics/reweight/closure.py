@@ -18,26 +18,13 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field
 
 from nsbiflow.physics.objects import ObjectEvents
+from nsbiflow.physics.reweight.config import ClosureTolerances
 from nsbiflow.physics.reweight.observables import Projection, projections
 
 FloatArray = NDArray[np.float64]
 LEADING_OBJECTS = 3  # objects (in pt) whose fields the classifier test sees, besides every event-level observable
-
-
-class ClosureTolerances(BaseModel):
-    """Declared tolerances of the closure gate; a diagnostic beyond one fails the stage."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_chi2_ndf: float = Field(3.0, gt=0, description="shape chi2/ndf of every trained projection")
-    max_chi2_ndf_untrained: float = Field(3.0, gt=0, description="shape chi2/ndf of every untrained projection")
-    min_ks_pvalue: float = Field(1e-3, ge=0, lt=1, description="weighted KS p-value of every projection")
-    max_auc_deviation: float = Field(0.02, gt=0, description="|AUC - 0.5| of the classifier two-sample test")
-    max_norm_deviation: float = Field(0.05, gt=0, description="|reweighted yield of MC_a / yield of MC_b - 1|")
-    min_ess_fraction: float = Field(0.05, ge=0, le=1, description="effective sample size / events of MC_a")
 
 
 def ess(weights: FloatArray) -> float:

@@ -25,38 +25,18 @@ from typing import Any
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nsbiflow.physics.errors import StageError
 from nsbiflow.physics.objects import ObjectEvents, pad
+from nsbiflow.physics.reweight.config import DeepSetsConfig
 from nsbiflow.physics.reweight.folds import split
 from nsbiflow.physics.training import TrainedMember, pick_device
 
 ProgressFn = Callable[[int, int, str], None]
 EVAL_TILE = 16384
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"silu": nn.SiLU, "relu": nn.ReLU, "tanh": nn.Tanh}
-
-
-class DeepSetsConfig(BaseModel):
-    """Architecture and training of the Deep-Sets members."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    members: int = Field(2, gt=0, description="ensemble members (each with its own holdout fold)")
-    seed: int = Field(0, description="seeds initialisation, folds and bootstrap")
-    folds: int = Field(5, ge=2, description="K-fold split; member m holds out fold m % folds")
-    bootstrap: bool = Field(True, description="Poisson(1) bootstrap weights per member")
-    phi: list[int] = Field(default_factory=lambda: [64, 64], description="hidden widths of the per-object Phi")
-    latent: int = Field(32, gt=0, description="width of the per-object latent vector that is summed")
-    head: list[int] = Field(default_factory=lambda: [64, 64], description="hidden widths of F (sum -> logit)")
-    activation: str = Field("silu", description="silu, relu or tanh")
-    lr: float = Field(2e-3, gt=0, description="Adam learning rate")
-    batch_size: int = Field(2048, gt=0, description="events per step (large batches keep a GPU busy)")
-    max_epochs: int = Field(40, gt=0)
-    patience: int = Field(5, gt=0, description="epochs without holdout improvement before stopping")
-    weight_decay: float = Field(0.0, ge=0)
 
 
 def _mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: str) -> nn.Sequential:

@@ -14,14 +14,15 @@ from nsbiflow.physics import plots
 PER_FIGURE = 4
 
 
-def closure(directory: Path, label: str, projections: dict[str, dict[str, Any]]) -> list[Path]:
-    """One figure per group of ``PER_FIGURE`` projections, trained ones first; returns the files."""
+def closure(directory: Path, label: str, projections: dict[str, dict[str, Any]], target: str) -> list[Path]:
+    """One figure per group of ``PER_FIGURE`` projections, trained ones first (the points are ``target``, the
+    lines the source before and after reweighting); returns the files."""
     names = sorted(projections, key=lambda n: (not projections[n]["trained"], n))
     written = []
     for i in range(0, len(names), PER_FIGURE):
         group = {n: projections[n] for n in names[i : i + PER_FIGURE]}
         path = directory / f"closure_{label}_{i // PER_FIGURE}.png"
-        plots.closure(path, label, group)
+        plots.closure(path, target, group)
         written.append(path)
     return written
 

@@ -18,10 +18,10 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field
 
 from nsbiflow.physics.events import Events
 from nsbiflow.physics.objects import ObjectEvents
+from nsbiflow.physics.reweight.config import ToyParameters
 from nsbiflow.physics.reweight.observables import summary
 
 GENERATOR = "objects-toy"
@@ -30,16 +30,8 @@ FIELDS = ("pt", "eta", "phi", "e")
 Configuration = Literal["a", "b"]
 
 
-class ObjectToy(BaseModel):
-    """The two configurations of the generator."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    lambda_a: float = Field(4.0, gt=0, description="mean object multiplicity of configuration a")
-    lambda_b: float = Field(4.5, gt=0, description="mean object multiplicity of configuration b")
-    k_a: float = Field(0.025, gt=0, description="slope (1/GeV) of the exponential energy spectrum of a")
-    k_b: float = Field(0.0227, gt=0, description="slope (1/GeV) of the exponential energy spectrum of b")
-    eta_max: float = Field(2.5, gt=0, description="objects are uniform in eta within +-eta_max")
+class ObjectToy(ToyParameters):
+    """The two configurations of the generator, and its sampling and exact weights."""
 
     def sample(self, configuration: Configuration, n: int, rng: np.random.Generator) -> ObjectEvents:
         """``n`` events of one configuration (unit weights; the event-level summary as flat observables)."""

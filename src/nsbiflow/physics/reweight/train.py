@@ -9,8 +9,7 @@ from typing import Any
 
 from nsbiflow.physics.errors import StageError
 from nsbiflow.physics.objects import ObjectEvents
-from nsbiflow.physics.reweight.bdt import BDTConfig
-from nsbiflow.physics.reweight.deepsets import DeepSetsConfig
+from nsbiflow.physics.reweight.config import BDTConfig, DeepSetsConfig
 from nsbiflow.physics.reweight.folds import split
 from nsbiflow.physics.reweight.model import CURVES, Normalisation, Reweighter, calibration, columns, write_manifest
 
