@@ -12,7 +12,6 @@ from pydantic import BaseModel
 
 import nsbiflow.stepcli.evaluation as evaluation
 import nsbiflow.stepcli.generate as generate
-import nsbiflow.stepcli.reweighting as reweighting
 import nsbiflow.stepcli.training as training
 from nsbiflow.spec.models import StepDefinition
 
@@ -27,11 +26,6 @@ CONFIGS: dict[str, type[BaseModel]] = {
     "calibrate": evaluation.CalibrateConfig,
     "infer": evaluation.InferConfig,
     "limits": evaluation.LimitsStageConfig,
-    "generate-objects": reweighting.GenerateObjectsConfig,
-    "load-objects": reweighting.LoadObjectsConfig,
-    "train-reweighter": reweighting.TrainReweighterConfig,
-    "apply-reweighter": reweighting.ApplyReweighterConfig,
-    "reweight-closure": reweighting.ClosureConfig,
 }
 
 
