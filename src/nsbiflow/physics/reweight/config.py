@@ -26,9 +26,9 @@ class DeepSetsConfig(EnsembleConfig):
     activation: str = Field("silu", description="silu, relu or tanh")
     lr: float = Field(2e-3, gt=0, description="Adam learning rate")
     batch_size: int = Field(2048, gt=0, description="events per step (large batches keep a GPU busy)")
-    max_epochs: int = Field(40, gt=0)
+    max_epochs: int = Field(40, gt=0, description="epochs at most")
     patience: int = Field(5, gt=0, description="epochs without holdout improvement before stopping")
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay")
 
 
 class BDTConfig(EnsembleConfig):
@@ -38,7 +38,7 @@ class BDTConfig(EnsembleConfig):
     learning_rate: float = Field(0.1, gt=0, description="shrinkage")
     max_leaf_nodes: int = Field(31, ge=2, description="leaves per tree")
     min_samples_leaf: int = Field(50, gt=0, description="events per leaf at least")
-    l2_regularization: float = Field(0.0, ge=0)
+    l2_regularization: float = Field(0.0, ge=0, description="L2 regularisation of the leaf values")
     n_iter_no_change: int = Field(30, gt=0, description="iterations without holdout improvement before stopping")
 
 
