@@ -74,6 +74,7 @@ def test_deep_sets_see_what_the_summary_lacks(samples: Samples, trained: dict[st
     assert rms["deepsets"] < 0.7 * rms["bdt"], rms
 
 
+@pytest.mark.slow
 def test_exact_weight_closes_and_a_wrong_one_fails(samples: Samples) -> None:
     exact = samples.toy.exact_log_weight(samples.a_hold)
     metrics = _closure(samples, exact, [])
