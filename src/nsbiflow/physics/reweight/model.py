@@ -145,8 +145,10 @@ class Reweighter:
         if self.method == "bdt":
             return np.asarray(self.backend.member_log_weights(columns(ev.events, observables, source)))
         if ev.collection != self.manifest["collection"]:
+            have = f"objects are '{ev.collection}'" if ev.collection else "has no object collection"
             raise StageError(
-                f"{source}: objects are '{ev.collection}', the reweighter reads '{self.manifest['collection']}'"
+                f"{source}: {have}, the Deep-Sets reweighter reads '{self.manifest['collection']}' objects; "
+                "give an object events file"
             )
         return np.asarray(self.backend.member_log_weights(ev))
 
