@@ -38,8 +38,9 @@ class StepCatalog:
 
     @classmethod
     def for_workflow(cls, workflow_file: str | Path, extra: list[Path] | None = None) -> StepCatalog:
-        """The search path for a workflow: extra dirs, ``$NSBIFLOW_STEPS_PATH``, ``steps/`` beside or
-        one level above the workflow file, then the catalog shipped inside the package."""
+        """The search path for a workflow: extra dirs, ``$NSBIFLOW_STEPS_PATH``, ``steps/`` beside, one or two
+        levels above the workflow file (so ``workflows/examples/`` finds the repository's), then the catalog
+        shipped inside the package."""
         here = Path(workflow_file).resolve().parent
         dirs: list[Path] = list(extra or [])
         dirs += [Path(p) for p in os.environ.get(STEPS_PATH_ENV, "").split(os.pathsep) if p]

@@ -6,6 +6,13 @@ import click
 
 from nsbiflow.stepcli.evaluation import calibrate, infer, limits
 from nsbiflow.stepcli.generate import generate, generate_data, load_events
+from nsbiflow.stepcli.reweighting import (
+    apply_reweighter,
+    generate_objects,
+    load_objects,
+    reweight_closure,
+    train_reweighter,
+)
 from nsbiflow.stepcli.training import gather_ensemble, support, train_ratio
 
 
@@ -16,6 +23,8 @@ def main() -> None:
 
 
 for command in (generate, generate_data, load_events, support, train_ratio, gather_ensemble, calibrate, infer, limits):
+    main.add_command(command)
+for command in (generate_objects, load_objects, train_reweighter, apply_reweighter, reweight_closure):
     main.add_command(command)
 
 
