@@ -9,13 +9,17 @@ from __future__ import annotations
 import difflib
 import graphlib
 import itertools
+import math
+import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nsbiflow.engine.expressions import ExpressionError, has_expression, render
 from nsbiflow.errors import Problem, SpecError, UsageError
+from nsbiflow.paths import UnsafePathError, canonical_name, safe_name
 from nsbiflow.spec.catalog import StepCatalog
 from nsbiflow.spec.loader import load_workflow_document
 from nsbiflow.spec.models import (
@@ -32,6 +36,13 @@ from nsbiflow.spec.models import (
 )
 from nsbiflow.spec.yaml_source import SourceDocument
 from nsbiflow.store.digest import digest_json
+
+MAX_FANOUT_ENV = "NSBIFLOW_MAX_FANOUT"
+DEFAULT_MAX_FANOUT = 10_000
+"""Most instances one step may fan out to (Argo controllers have fallen over at a few thousand items of one
+``withItems``; a bigger analysis packs more work into each instance). ``$NSBIFLOW_MAX_FANOUT`` changes it."""
+
+_PLAIN_KEY = re.compile(r"^[^\[\]\x00-\x1f\x7f]{1,63}$")
 
 REFERENCE = re.compile(r"^(?P<step>[a-z0-9][a-z0-9_-]*)(\[(?P<key>[^\]]+)\])?\.(?P<output>[A-Za-z_][A-Za-z0-9_-]*)$")
 
@@ -141,6 +152,35 @@ def _instance_key(item: Any, index: int) -> str:
     return str(index)
 
 
+def instance_keys(items: list[Any]) -> list[str]:
+    """Unique, path-safe keys for fan-out items (the ``KEY`` of ``step[KEY]``).
+
+    A key is the item itself where it is short and plain; duplicates fall back to indices; a key with
+    brackets or control characters becomes ``INDEX-DIGEST``; keys whose canonical forms collide (``a/b``,
+    ``a_b``, ``a b``: one work directory, one yadage stage name) get a short digest of the key appended.
+    """
+    keys = [_instance_key(item, i) for i, item in enumerate(items)]
+    if len(set(keys)) != len(keys):
+        return [str(i) for i in range(len(items))]
+    keys = [k if _PLAIN_KEY.match(k) else f"{i}-{digest_json(k)[7:13]}" for i, k in enumerate(keys)]
+    forms = Counter(canonical_name(k) for k in keys)
+    return [f"{k}-{digest_json(k)[7:13]}" if forms[canonical_name(k)] > 1 else k for k in keys]
+
+
+def max_fanout() -> int:
+    """The fan-out limit: ``$NSBIFLOW_MAX_FANOUT`` or ``DEFAULT_MAX_FANOUT``."""
+    text = os.environ.get(MAX_FANOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_FANOUT
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"${MAX_FANOUT_ENV}={text!r} is not a whole number") from None
+    if value < 1:
+        raise UsageError(f"${MAX_FANOUT_ENV}={text!r} must be at least 1")
+    return value
+
+
 class _Planner:
     def __init__(
         self, workflow: Workflow, doc: SourceDocument, path: Path, catalog: StepCatalog, parameters: dict[str, Any]
@@ -165,6 +205,11 @@ class _Planner:
                 continue
             assert step.uses is not None
             try:
+                safe_name(step.uses, "uses:")
+            except UnsafePathError as exc:
+                self.fail(("steps", name, "uses"), f"{exc}: name a step definition (steps/<name>/step.yaml)")
+                continue
+            try:
                 entry = self.catalog.find(step.uses)
             except SpecError as exc:
                 self.problems.extend(exc.problems)
@@ -181,6 +226,21 @@ class _Planner:
             self.definitions[name] = (entry.definition, entry.path)
 
     # -- fan-out ----------------------------------------------------------------------------------------
+    def too_wide(self, loc: tuple[Any, ...], count: int) -> bool:
+        try:
+            limit = max_fanout()
+        except UsageError as exc:
+            self.fail(loc, f"foreach: {exc}")
+            return True
+        if count > limit:
+            self.fail(
+                loc,
+                f"foreach gives {count} instances; at most {limit} are allowed per step "
+                f"(give each instance more work, or raise ${MAX_FANOUT_ENV})",
+            )
+            return True
+        return False
+
     def expand_foreach(self, name: str, step: WorkflowStep) -> list[tuple[str, Any]] | None:
         loc = ("steps", name, "foreach")
         scope = {"params": self.params}
@@ -194,7 +254,14 @@ class _Planner:
                 if not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds) or not 1 <= len(bounds) <= 3:
                     self.fail(loc, f"range must be N or [start, stop, step] of integers, got {bounds!r}")
                     return []
-                items: list[Any] = list(range(*bounds))
+                try:
+                    span = range(*bounds)
+                except ValueError as exc:
+                    self.fail(loc, f"range {bounds!r}: {exc}")
+                    return []
+                if self.too_wide(loc, len(span)):
+                    return []
+                items: list[Any] = list(span)
             elif isinstance(spec, MatrixSpec):
                 axes: dict[str, list[Any]] = {}
                 # axes in name order: the expansion (and `index`) must not depend on YAML key order
@@ -204,6 +271,8 @@ class _Planner:
                         self.fail((*loc, "matrix", axis), f"matrix axis {axis!r} must be a list, got {rendered!r}")
                         return []
                     axes[axis] = rendered
+                if self.too_wide(loc, math.prod(len(v) for v in axes.values())):
+                    return []
                 items = [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
             else:
                 rendered = render(spec, scope)
@@ -219,10 +288,9 @@ class _Planner:
         if not items:
             self.fail(loc, "foreach gives an empty list: nothing to run")
             return []
-        keys = [_instance_key(item, i) for i, item in enumerate(items)]
-        if len(set(keys)) != len(keys):
-            keys = [str(i) for i in range(len(items))]
-        return list(zip(keys, items, strict=True))
+        if self.too_wide(loc, len(items)):
+            return []
+        return list(zip(instance_keys(items), items, strict=True))
 
     def instance_ids(self, name: str) -> list[str]:
         items = self.items.get(name)
@@ -423,6 +491,7 @@ class _Planner:
             if resolved is not None:
                 outputs[oname] = resolved
         self.check_interface()
+        self.check_unique_names(templates)
         if self.problems:
             raise SpecError(self.problems)
         sorter = graphlib.TopologicalSorter({sid: s.depends_on for sid, s in steps.items()})
@@ -460,6 +529,23 @@ class _Planner:
                 message=f"dependency cycle: {' -> '.join(reversed(cycle))}; remove one of these references",
             )
             return False
+
+    def check_unique_names(self, templates: dict[str, list[str]]) -> None:
+        """Step instances whose names sanitise alike would share a work directory or a stage name."""
+        seen: dict[str, tuple[str, str]] = {}
+        for template, ids in templates.items():
+            for step_id in ids:
+                form = canonical_name(step_id)
+                if form in seen and seen[form][1] != step_id:
+                    other_template, other = seen[form]
+                    self.fail(
+                        ("steps", template),
+                        f"step instances {other!r} and {step_id!r} would share the name {form!r} on disk and on "
+                        "other engines: rename one of the steps",
+                        key=True,
+                    )
+                    continue
+                seen[form] = (template, step_id)
 
     def check_interface(self) -> None:
         interface = self.workflow.interface
