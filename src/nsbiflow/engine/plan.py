@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nsbiflow.engine.code import entry_problem
 from nsbiflow.engine.expressions import ExpressionError, has_expression, render
 from nsbiflow.errors import Problem, SpecError, UsageError
 from nsbiflow.paths import UnsafePathError, canonical_name, safe_name
@@ -77,6 +78,8 @@ class PlannedStep:
     index: int | None = None
     item: Any = None
     fan_out: bool = False
+    code_base: Path | None = None
+    """Folder the ``code:`` globs of an inline step are relative to (the workflow file's folder)."""
 
 
 @dataclass
@@ -198,10 +201,22 @@ class _Planner:
         self.problems.append(self.doc.problem(loc, message, key=key))
 
     # -- step definitions -----------------------------------------------------------------------------
+    def check_code(self, name: str, definition: StepDefinition, def_path: Path | None) -> None:
+        base = def_path.parent if def_path is not None else self.path.parent.resolve()
+        for index, entry in enumerate(definition.code):
+            problem = entry_problem(entry, base)
+            if problem is None:
+                continue
+            if def_path is None:
+                self.fail(("steps", name, "run", "code", index), f"code: {problem}")
+            else:
+                self.fail(("steps", name, "uses"), f"code of step definition {def_path}: {problem}")
+
     def resolve_definitions(self) -> None:
         for name, step in self.workflow.steps.items():
             if step.run is not None:
                 self.definitions[name] = (step.run.as_definition(name), None)
+                self.check_code(name, self.definitions[name][0], None)
                 continue
             assert step.uses is not None
             try:
@@ -224,6 +239,7 @@ class _Planner:
                 )
                 continue
             self.definitions[name] = (entry.definition, entry.path)
+            self.check_code(name, entry.definition, entry.path)
 
     # -- fan-out ----------------------------------------------------------------------------------------
     def too_wide(self, loc: tuple[Any, ...], count: int) -> bool:
@@ -450,6 +466,7 @@ class _Planner:
             index=index,
             item=item,
             fan_out=index is not None,
+            code_base=self.path.parent.resolve() if def_path is None else None,
         )
 
     def check_type(self, spec: ParameterSpec, value: Any, loc: tuple[Any, ...], name: str) -> Any:

@@ -25,7 +25,7 @@ from typing import Any
 from nsbiflow import __version__
 from nsbiflow.backends.local.progress import PlainProgress, Progress
 from nsbiflow.backends.local.task import TaskResult, kill_running, run_task, utc_now
-from nsbiflow.engine.keys import code_identity, step_key
+from nsbiflow.engine.keys import step_code_identity, step_key
 from nsbiflow.engine.plan import Plan, PlannedStep
 from nsbiflow.errors import ExecutionError, StoreError, StoreUnavailableError
 from nsbiflow.store import ArtifactRef, ArtifactStore, RunManifest, StepRecord
@@ -194,7 +194,7 @@ class LocalExecutor:
                         if step_id not in resolved:
                             refs = self._input_refs(step, manifest, external)
                             if step.template not in identities:
-                                identities[step.template] = code_identity(step.definition, step.definition_path)
+                                identities[step.template] = step_code_identity(step)
                             digests = {n: [r.digest for r in rs] for n, rs in refs.items()}
                             key = step_key(step, digests, identities[step.template])
                             record = manifest.steps[step_id]
