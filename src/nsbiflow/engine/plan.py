@@ -20,7 +20,7 @@ from typing import Any
 from nsbiflow.engine.code import entry_problem
 from nsbiflow.engine.expressions import ExpressionError, has_expression, render
 from nsbiflow.errors import Problem, SpecError, UsageError
-from nsbiflow.paths import UnsafePathError, canonical_name, safe_name
+from nsbiflow.paths import UnsafePathError, canonical_name, check_input_file, safe_name
 from nsbiflow.spec.catalog import StepCatalog
 from nsbiflow.spec.loader import load_workflow_document
 from nsbiflow.spec.models import (
@@ -168,6 +168,19 @@ def instance_keys(items: list[Any]) -> list[str]:
     keys = [k if _PLAIN_KEY.match(k) else f"{i}-{digest_json(k)[7:13]}" for i, k in enumerate(keys)]
     forms = Counter(canonical_name(k) for k in keys)
     return [f"{k}-{digest_json(k)[7:13]}" if forms[canonical_name(k)] > 1 else k for k in keys]
+
+
+def _file_input_problem(path: Path, kind: str) -> str | None:
+    """Why a ``{path: ...}`` input cannot be used as a ``kind`` input (found now, not when a step hangs)."""
+    try:
+        check_input_file(path, "it")
+    except UnsafePathError as exc:
+        return str(exc).replace(f"it {path} is", "it is")
+    if kind == "file" and path.is_dir():
+        return f"is a directory ({path}), but the input is declared 'kind: file'"
+    if kind == "dir" and not path.is_dir():
+        return f"is a file ({path}), but the input is declared 'kind: dir'"
+    return None
 
 
 def max_fanout() -> int:
@@ -419,6 +432,10 @@ class _Planner:
                 file_path = (self.path.parent / binding.path).resolve()
                 if not file_path.exists():
                     self.fail((*loc, "path"), f"input file {binding.path!r} does not exist (looked at {file_path})")
+                    continue
+                problem = _file_input_problem(file_path, definition.inputs[iname].kind)
+                if problem is not None:
+                    self.fail((*loc, "path"), f"input {binding.path!r}: {problem}")
                     continue
                 sources = [InputSource(path=file_path)]
             else:

@@ -80,6 +80,8 @@ class FilesystemBackend:
 
     def list(self, prefix: str) -> list[str]:
         """Keys under ``prefix`` (a folder-like prefix ending with '/', or a key prefix)."""
+        if prefix.startswith("/") or any(part in (".", "..") for part in prefix.split("/")):
+            raise StoreError(f"invalid store prefix {prefix!r}")
         base = self.root / prefix
         folder = base if prefix.endswith("/") else base.parent
         if not folder.is_dir():

@@ -27,7 +27,7 @@ from nsbiflow.backends.local.progress import PlainProgress, Progress
 from nsbiflow.backends.local.task import TaskResult, kill_running, run_task, utc_now
 from nsbiflow.engine.keys import step_code_identity, step_key
 from nsbiflow.engine.plan import Plan, PlannedStep
-from nsbiflow.errors import ExecutionError, StoreError, StoreUnavailableError
+from nsbiflow.errors import ExecutionError, NsbiflowError, StoreError, StoreUnavailableError
 from nsbiflow.store import ArtifactRef, ArtifactStore, RunManifest, StepRecord
 from nsbiflow.store.digest import canonical_json
 
@@ -156,7 +156,7 @@ class LocalExecutor:
             for sources in step.inputs.values():
                 for source in sources:
                     if source.path is not None and source.path not in refs:
-                        refs[source.path] = self.store.put(source.path)
+                        refs[source.path] = self.store.put(source.path, follow_links=True)  # the user's own file
         return refs
 
     def _input_refs(
@@ -241,7 +241,7 @@ class LocalExecutor:
                         step, key, cpu, mem = running.pop(future)
                         used_cpu -= cpu
                         used_mem -= mem
-                        self._complete(manifest, step, future.result())
+                        self._complete(manifest, step, _result_of(future))
                     if time.monotonic() - last_write > MANIFEST_INTERVAL:  # the final write is in run()
                         self.store.write_manifest(manifest)
                         last_write = time.monotonic()
@@ -283,6 +283,19 @@ class LocalExecutor:
             if len(present) == len(refs):
                 outputs[name] = present[0] if len(present) == 1 else present
         return outputs
+
+
+def _result_of(future: Future[TaskResult]) -> TaskResult:
+    """A task's result; an error a user can act on (an unsafe output, a corrupt input) fails only that step.
+
+    Store errors still stop the run (``run`` records it as interrupted): the store itself is unusable.
+    """
+    try:
+        return future.result()
+    except StoreError:
+        raise
+    except NsbiflowError as exc:
+        return TaskResult(False, error=str(exc))
 
 
 def check_store_reachable(store: ArtifactStore) -> None:
