@@ -4,10 +4,27 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 from nsbiflow.errors import ArtifactNotFoundError, StoreError
+
+
+PARTIAL_PREFIX = ".partial-"
+STALE_SECONDS = 24 * 3600
+"""A temporary whose writer cannot be identified is stale after this long."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class FilesystemBackend:
@@ -34,7 +51,7 @@ class FilesystemBackend:
     def _atomic(self, key: str, write: object) -> None:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=self.root / "tmp", prefix=".partial-")
+        fd, tmp_name = tempfile.mkstemp(dir=self.root / "tmp", prefix=self._partial_prefix())
         try:
             with os.fdopen(fd, "wb") as handle:
                 if isinstance(write, bytes):
@@ -50,6 +67,36 @@ class FilesystemBackend:
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
             raise
+
+    @staticmethod
+    def _partial_prefix() -> str:
+        # who is writing: a temporary whose writer (on this host) is gone is a killed upload's leftover
+        return f"{PARTIAL_PREFIX}{socket.gethostname().replace('-', '_')}-{os.getpid()}-"
+
+    def stale_temporaries(self, *, now: float | None = None) -> list[Path]:
+        """Temporaries under ``tmp/`` left by killed writers (writer gone on this host, or a day old)."""
+        now = time.time() if now is None else now
+        host = socket.gethostname().replace("-", "_")
+        stale = []
+        for path in (self.root / "tmp").glob(".*"):
+            parts = path.name.removeprefix(PARTIAL_PREFIX).split("-")
+            try:
+                age = now - path.lstat().st_mtime
+            except OSError:
+                continue
+            if path.name.startswith(PARTIAL_PREFIX) and len(parts) >= 3 and parts[0] == host and parts[1].isdigit():
+                if not _alive(int(parts[1])):
+                    stale.append(path)
+            elif age > STALE_SECONDS:
+                stale.append(path)
+        return sorted(stale)
+
+    def clean_temporaries(self) -> list[Path]:
+        """Remove stale temporaries (see ``stale_temporaries``); returns what was removed."""
+        removed = self.stale_temporaries()
+        for path in removed:
+            path.unlink(missing_ok=True)
+        return removed
 
     def put_file(self, key: str, source: Path) -> None:
         """Copy ``source`` into the store under ``key`` atomically."""

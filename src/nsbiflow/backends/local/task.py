@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nsbiflow.backends.local.lifeline import die_with_parent_hook
 from nsbiflow.engine.plan import PlannedStep
 from nsbiflow.store import ArtifactRef, ArtifactStore, CacheEntry
 
@@ -137,6 +138,7 @@ def _run_once(
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=die_with_parent_hook(),  # dies with the runner, even by SIGKILL (lifeline.py)
             )
         except FileNotFoundError:
             return None, f"command not found: {command[0]!r} (is the step's program installed and on PATH?)"
