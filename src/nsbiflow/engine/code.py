@@ -88,9 +88,7 @@ def _imports(nodes: list[ast.stmt], module: str, is_package: bool) -> set[str]:
 
 def _entry_nodes(tree: ast.Module, function: str, module: str) -> list[ast.stmt]:
     """Module-level statements (function bodies left out) plus ``function`` and what it refers to."""
-    defined = {
-        n.name: n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
-    }
+    defined = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)}
     if function not in defined:
         raise CodeError(f"python:{module}:{function}: {module} defines no function or class {function!r}")
     top_level = [n for n in tree.body if not isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
@@ -140,7 +138,11 @@ def _closure(name: str, function: str | None) -> dict[str, Path]:
 def python_files(entry: str) -> dict[str, Path]:
     """The source files a ``python:`` entry (without the prefix) stands for, by project-relative name."""
     name, _, function = entry.partition(":")
-    if not name or any(not part.isidentifier() for part in name.split(".")) or (function and not function.isidentifier()):
+    if (
+        not name
+        or any(not part.isidentifier() for part in name.split("."))
+        or (function and not function.isidentifier())
+    ):
         raise CodeError(f"code entry 'python:{entry}' is not a module name (python:PACKAGE.MODULE[:FUNCTION])")
     top = name.split(".")[0]
     root = _package_root(top)

@@ -116,15 +116,18 @@ def _owner_gone(folder: Path) -> bool:
         return False
 
 
-def clean_stale_workdirs(parent: Path) -> list[Path]:
-    """Remove the work directories of killed runs (their runner is gone) under ``parent``; returns them."""
-    removed = []
+def stale_workdirs(parent: Path) -> list[Path]:
+    """The work directories of killed runs (their runner on this host is gone) under ``parent``."""
     if not parent.is_dir():
-        return removed
-    for folder in parent.iterdir():
-        if folder.is_dir() and not folder.is_symlink() and _owner_gone(folder):
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
+        return []
+    return sorted(f for f in parent.iterdir() if f.is_dir() and not f.is_symlink() and _owner_gone(f))
+
+
+def clean_stale_workdirs(parent: Path) -> list[Path]:
+    """Remove the work directories of killed runs under ``parent``; returns them."""
+    removed = stale_workdirs(parent)
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
     return removed
 
 
