@@ -132,6 +132,8 @@ def preserve_run(store: ArtifactStore, run_id: str, name: str) -> tuple[str, Arc
         if instance is None or not instance.inputs.get(input_name):
             raise ArchiveError(f"run {run_id} has no record of input {step_name}.{input_name}")
         filename = Path(binding.path).name
+        if filename in ("", ".", ".."):
+            raise ArchiveError(f"input {step_name}.{input_name}: {binding.path!r} does not name a file to archive")
         ref = _ref_of(store, instance.inputs[input_name][0], filename)
         externals.append(
             ExternalInput(

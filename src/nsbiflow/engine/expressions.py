@@ -56,6 +56,8 @@ _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
     ast.In: lambda a, b: a in b,
     ast.NotIn: lambda a, b: a not in b,
 }
+
+
 def _range(*args: Any) -> list[int]:
     bounds = range(*args)
     if len(bounds) > MAX_ITEMS:
@@ -120,9 +122,13 @@ def _check_binary(op: ast.operator, left: Any, right: Any) -> None:
             if isinstance(seq, str | list) and isinstance(count, int) and _size_of(seq) * max(count, 0) > MAX_ITEMS:
                 raise ExpressionError(f"repetition would build {_size_of(seq) * count} items; at most {MAX_ITEMS}")
     if isinstance(op, ast.Pow) and isinstance(left, int | float) and isinstance(right, int | float):
-        if isinstance(right, int) and not isinstance(right, bool) and abs(right) > MAX_INT_BITS:
-            if abs(left) not in (0, 1):
-                raise ExpressionError(f"exponent {right} too large (at most {MAX_INT_BITS})")
+        if (
+            isinstance(right, int)
+            and not isinstance(right, bool)
+            and abs(right) > MAX_INT_BITS
+            and abs(left) not in (0, 1)
+        ):
+            raise ExpressionError(f"exponent {right} too large (at most {MAX_INT_BITS})")
         if isinstance(left, int) and isinstance(right, int) and right > 0 and left.bit_length() * right > MAX_INT_BITS:
             raise ExpressionError(f"integer result too large (more than {MAX_INT_BITS} bits)")
     if isinstance(op, ast.Mod) and isinstance(left, str):
@@ -131,7 +137,9 @@ def _check_binary(op: ast.operator, left: Any, right: Any) -> None:
                 if number == "*":
                     raise ExpressionError("'*' widths are not supported in % formatting")
                 if number is not None and int(number) > MAX_FORMAT_WIDTH:
-                    raise ExpressionError(f"% format width or precision {number} too large (at most {MAX_FORMAT_WIDTH})")
+                    raise ExpressionError(
+                        f"% format width or precision {number} too large (at most {MAX_FORMAT_WIDTH})"
+                    )
 
 
 def _evaluate(node: ast.AST, scope: Mapping[str, Any], budget: _Budget) -> Any:
@@ -144,7 +152,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _evaluate_node(node: ast.AST, scope: Mapping[str, Any], budget: _Budget) -> Any:  # noqa: C901
+def _evaluate_node(node: ast.AST, scope: Mapping[str, Any], budget: _Budget) -> Any:
     if isinstance(node, ast.Expression):
         return _evaluate(node.body, scope, budget)
     if isinstance(node, ast.Constant):

@@ -571,7 +571,7 @@ class _Planner:
             for step_id in ids:
                 form = canonical_name(step_id)
                 if form in seen and seen[form][1] != step_id:
-                    other_template, other = seen[form]
+                    _other_template, other = seen[form]
                     self.fail(
                         ("steps", template),
                         f"step instances {other!r} and {step_id!r} would share the name {form!r} on disk and on "

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from nsbiflow.errors import ArtifactNotFoundError, StoreError
 
-
 PARTIAL_PREFIX = ".partial-"
 STALE_SECONDS = 24 * 3600
 """A temporary whose writer cannot be identified is stale after this long."""

@@ -11,6 +11,7 @@ its cache entry yet: ``gc`` leaves blobs younger than ``min_age`` seconds alone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -112,9 +113,12 @@ def fsck(store: ArtifactStore) -> FsckReport:
             report.problems.append(f"unreadable record: {key} is not valid JSON")
             continue
         name = key.rsplit("/", 1)[-1].removesuffix(".json")
-        if key.startswith("archives/") and re.fullmatch(r"[0-9a-f]{64}", name):
-            if digest_json(data).split(":", 1)[1] != name:
-                report.problems.append(f"tampered record: {key} does not hash to the digest in its name")
+        if (
+            key.startswith("archives/")
+            and re.fullmatch(r"[0-9a-f]{64}", name)
+            and digest_json(data).split(":", 1)[1] != name
+        ):
+            report.problems.append(f"tampered record: {key} does not hash to the digest in its name")
         found: set[str] = set()
         _digests_in(data, found)
         for digest in sorted(found):
@@ -199,10 +203,8 @@ def gc(store: ArtifactStore, *, dry_run: bool = False, min_age: float = DEFAULT_
             continue
         local = store.backend.local_path(key)
         if local is not None:
-            try:
+            with contextlib.suppress(OSError):
                 report.bytes += local.stat().st_size
-            except OSError:
-                pass
         report.blobs.append(digest)
         if not dry_run:
             store.backend.delete(key)
