@@ -19,6 +19,7 @@ check failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -152,10 +153,8 @@ def inject(kills: int, seed: int, sleep: float, chunks: int) -> dict[str, Any]:
             for _attempt in range(200):
                 proc = start(workflow, store, tmp)
                 delay = rng.uniform(0.0, clean_seconds)
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=delay)
-                except subprocess.TimeoutExpired:
-                    pass
                 if proc.poll() is None and len(events) < kills:
                     sig = rng.choice(SIGNALS)
                     proc.send_signal(sig)

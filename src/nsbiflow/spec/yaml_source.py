@@ -112,12 +112,13 @@ def _check_depth(text: str, path: str) -> None:
             depth += 1
             if depth > MAX_DEPTH:
                 mark = event.start_mark
+                line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
                 raise SpecError(
                     [
                         Problem(
                             path,
-                            mark.line + 1,
-                            mark.column + 1,
+                            line,
+                            column,
                             f"values are nested more than {MAX_DEPTH} levels deep: flatten the document",
                         )
                     ]

@@ -72,9 +72,10 @@ class FilesystemBackend:
         # who is writing: a temporary whose writer (on this host) is gone is a killed upload's leftover
         return f"{PARTIAL_PREFIX}{socket.gethostname().replace('-', '_')}-{os.getpid()}-"
 
-    def stale_temporaries(self, *, now: float | None = None) -> list[Path]:
-        """Temporaries under ``tmp/`` left by killed writers (writer gone on this host, or a day old)."""
-        now = time.time() if now is None else now
+    def stale_temporaries(self, *, older_than: float = STALE_SECONDS) -> list[Path]:
+        """Temporaries under ``tmp/`` left by killed writers: the writer on this host is gone, or (writer
+        unknown) the temporary is older than ``older_than`` seconds."""
+        now = time.time()
         host = socket.gethostname().replace("-", "_")
         stale = []
         for path in (self.root / "tmp").glob(".*"):
@@ -86,13 +87,13 @@ class FilesystemBackend:
             if path.name.startswith(PARTIAL_PREFIX) and len(parts) >= 3 and parts[0] == host and parts[1].isdigit():
                 if not _alive(int(parts[1])):
                     stale.append(path)
-            elif age > STALE_SECONDS:
+            elif age > older_than:
                 stale.append(path)
         return sorted(stale)
 
-    def clean_temporaries(self) -> list[Path]:
+    def clean_temporaries(self, *, older_than: float = STALE_SECONDS) -> list[Path]:
         """Remove stale temporaries (see ``stale_temporaries``); returns what was removed."""
-        removed = self.stale_temporaries()
+        removed = self.stale_temporaries(older_than=older_than)
         for path in removed:
             path.unlink(missing_ok=True)
         return removed

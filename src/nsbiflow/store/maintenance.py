@@ -210,8 +210,8 @@ def gc(store: ArtifactStore, *, dry_run: bool = False, min_age: float = DEFAULT_
             store.backend.delete(key)
     stale = getattr(store.backend, "stale_temporaries", None)
     if callable(stale):
-        for item in stale():
+        for item in stale(older_than=min_age):
             report.temporaries.append(str(item))
         if not dry_run:
-            store.backend.clean_temporaries()  # type: ignore[attr-defined]
+            store.backend.clean_temporaries(older_than=min_age)  # type: ignore[attr-defined]
     return report
