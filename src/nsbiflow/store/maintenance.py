@@ -121,6 +121,12 @@ def fsck(store: ArtifactStore) -> FsckReport:
             report.problems.append(f"tampered record: {key} does not hash to the digest in its name")
         found: set[str] = set()
         _digests_in(data, found)
+        if key.startswith("archives/") and key.endswith("/ref.json"):  # a name's ref lists archive records
+            folder = key.rsplit("/", 1)[0]
+            for digest in sorted(found):
+                if not store.backend.exists(f"{folder}/{digest[7:]}.json"):
+                    report.problems.append(f"missing archive version: {digest} (listed by {key})")
+            continue
         for digest in sorted(found):
             referenced.setdefault(digest, key)
     checked: set[str] = set()
@@ -132,8 +138,6 @@ def fsck(store: ArtifactStore) -> FsckReport:
         checked.add(digest)
         holder = referenced[digest]
         if not store.backend.exists(blob_key(digest)):
-            if holder.startswith("archives/") and holder.count("/") == 2 and holder.endswith(f"{digest[7:]}.json"):
-                continue  # an archive's own digest (its name) is not a blob
             report.problems.append(f"missing blob: {digest} (named by {holder})")
             continue
         report.blobs += 1
