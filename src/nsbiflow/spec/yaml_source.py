@@ -71,7 +71,7 @@ class _Builder:
                     line, col = _mark(key_node)
                     self.problems.append(Problem(self.path, line, col, "mapping keys must be plain scalars"))
                     continue
-                key = self._constructor.construct_object(key_node, deep=True)
+                key = self.scalar(key_node)
                 if isinstance(key, bool) and key_node.style is None:
                     line, col = _mark(key_node)
                     self.problems.append(
@@ -98,7 +98,15 @@ class _Builder:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*loc, index)) for index, item in enumerate(node.value)]
-        return self._constructor.construct_object(node, deep=True)
+        return self.scalar(node)
+
+    def scalar(self, node: yaml.Node) -> Any:
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except (ValueError, OverflowError) as exc:  # e.g. an integer of more than 4300 digits
+            line, col = _mark(node)
+            self.problems.append(Problem(self.path, line, col, f"value cannot be read: {str(exc)[:120]}"))
+            return None
 
 
 def _check_depth(text: str, path: str) -> None:
