@@ -75,6 +75,10 @@ def corpus(tmp_path: Path) -> list[list[str]]:
     blocker.write_text("x")
     patch = tmp_path / "bad-patch.json"
     patch.write_text("{not json")
+    deep_patch = tmp_path / "deep-patch.json"
+    deep_patch.write_text("[" * 100000 + "]" * 100000)
+    demo = tmp_path / "demo.yaml"
+    demo.write_text((Path(__file__).resolve().parents[2] / "workflows" / "examples" / "demo-fanout.yaml").read_text())
     commands += [
         ["validate", str(tmp_path)],
         ["run", str(tmp_path / "missing.yaml")],
@@ -91,6 +95,11 @@ def corpus(tmp_path: Path) -> list[list[str]]:
         ["fsck", "--store", str(blocker / "sub")],
         ["gc", "--store", "s3://Bad_Bucket/x"],
         ["run", str(files[0]), "--set", "nope=1", "--store", store],
+        ["reinterpret", "demo", "--patch", str(deep_patch), "--store", store],
+        ["validate", str(demo), "--steps", str(tmp_path / "no-such-dir")],
+        ["run", str(demo), "--set", "count=" + "[" * 100000, "--store", store],
+        ["run", str(demo), "--set", "chunks=100000000", "--store", store],
+        ["run", str(demo), "--set", "count=abc", "--store", store],
     ]
     return commands
 

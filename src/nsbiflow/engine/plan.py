@@ -126,7 +126,9 @@ def resolve_parameters(
         try:
             values[name] = coerce_value(workflow.parameters[name].type, raw)
         except ValueError as exc:
-            raise UsageError(f"--set {name}={raw}: {exc}") from None
+            raise UsageError(f"--set {name}={raw[:80]}: {exc}") from None
+        except RecursionError:
+            raise UsageError(f"--set {name}: the value is nested too deeply") from None
         choices = workflow.parameters[name].choices
         if choices is not None and values[name] not in choices:
             raise UsageError(f"--set {name}={raw}: must be one of {choices}")

@@ -190,7 +190,7 @@ class ArtifactStore:
         """The parsed manifest of a directory artifact."""
         try:
             manifest = json.loads(self.read_blob(digest))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise CorruptArtifactError(f"blob {digest} is not a tree manifest") from None
         if not isinstance(manifest, dict) or manifest.get("format") != TREE_FORMAT:
             raise CorruptArtifactError(f"blob {digest} is not a tree manifest")
@@ -258,7 +258,7 @@ class ArtifactStore:
         data = self.backend.get_bytes(key)
         try:
             return json.loads(data)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise StoreError(f"{key} in {self.uri} is not valid JSON") from None
 
     def cache_lookup(self, step_key: str) -> CacheEntry | None:

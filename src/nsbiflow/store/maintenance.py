@@ -83,7 +83,7 @@ def record_keys(store: ArtifactStore) -> list[str]:
 def _tree_entries(data: bytes) -> list[str] | None:
     try:
         manifest = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(manifest, dict) or manifest.get("format") != TREE_FORMAT:
         return None
@@ -109,7 +109,7 @@ def fsck(store: ArtifactStore) -> FsckReport:
             data = json.loads(raw)
         except ArtifactNotFoundError:
             continue  # removed while we looked
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             report.problems.append(f"unreadable record: {key} is not valid JSON")
             continue
         name = key.rsplit("/", 1)[-1].removesuffix(".json")
@@ -165,7 +165,7 @@ def referenced_blobs(store: ArtifactStore) -> set[str]:
             _digests_in(json.loads(store.backend.get_bytes(key)), found)
         except ArtifactNotFoundError:
             continue
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise StoreError(f"{key} is not valid JSON: refusing to collect garbage (run `nsbiflow fsck`)") from exc
     queue = sorted(found)
     while queue:
