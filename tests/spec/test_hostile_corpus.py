@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -51,7 +52,10 @@ WORKFLOWS = {
     "top-level-list": "- a\n- b\n",
     "empty": "",
     "tab": HEADER + "steps:\n\ta: 1\n",
-    "huge-int": HEADER + "parameters: {n: {type: int, default: " + "9" * 5000 + "}}\nsteps: {a: {run: {image: x, command: [echo]}}}\n",
+    "huge-int": HEADER
+    + "parameters: {n: {type: int, default: "
+    + "9" * 5000
+    + "}}\nsteps: {a: {run: {image: x, command: [echo]}}}\n",
     "recursive-alias": HEADER + "x: &a [*a]\nsteps: {a: {run: {image: x, command: [echo]}}}\n",
 }
 BINARY = {"binary": b"\x00\xff\xfe" * 100, "latin1": "name: caf\xe9\n".encode("latin-1")}
@@ -144,10 +148,8 @@ def test_closed_pipe_is_a_quiet_exit(tmp_path: Path) -> None:
     store = tmp_path / "store"
     for i in range(300):  # enough listing output to outlast `head -1`'s pipe buffer
         (store / "runs" / f"2026-{i:04d}").mkdir(parents=True)
-        (store / "runs" / f"2026-{i:04d}" / "manifest.json").write_text(
-            '{"run_id": "2026-%04d", "workflow": {"name": "w"}, "parameters": {}, "started": "x", "status": "succeeded"}'
-            % i
-        )
+        record = {"run_id": f"2026-{i:04d}", "workflow": {"name": "w"}, "parameters": {}, "started": "x"}
+        (store / "runs" / f"2026-{i:04d}" / "manifest.json").write_text(json.dumps(record))
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     proc = subprocess.run(
         f"'{BIN / 'nsbiflow'}' runs --store '{store}' | head -1; exit ${{PIPESTATUS[0]}}",
