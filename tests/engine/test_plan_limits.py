@@ -126,3 +126,11 @@ def test_unclosed_expression_in_a_binding_is_located(demo_workflow: Path) -> Non
 
     message = one_problem(variant(demo_workflow, "unclosed.yaml", edit))
     assert "unclosed" in message
+
+
+def test_punctuated_keys_give_unique_yadage_stage_names(demo_workflow: Path) -> None:
+    from nsbiflow.backends.yadage.stages import stage_name
+
+    plan = load_plan(punctuated(demo_workflow))
+    names = [stage_name(step_id) for step_id in plan.steps]
+    assert len(set(names)) == len(names), names
