@@ -11,24 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from benchmarks.fault_injection import run_processes as step_pids
 
 from tests.conftest import BIN, run_cli
 from tests.engine.test_faults import faulty_workflow
-
-
-def step_pids(run_id: str) -> list[int]:
-    """Processes whose environment says they are a step of ``run_id``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if f"NSBIFLOW_RUN_ID={run_id}".encode() in environ.split(b"\0"):
-            found.append(int(entry.name))
-    return found
 
 
 def start_runner(workflow: Path, store: Path, tmp: Path) -> subprocess.Popen[bytes]:

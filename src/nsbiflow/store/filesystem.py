@@ -10,20 +10,11 @@ import time
 from pathlib import Path
 
 from nsbiflow.errors import ArtifactNotFoundError, StoreError
+from nsbiflow.store.records import pid_alive
 
 PARTIAL_PREFIX = ".partial-"
 STALE_SECONDS = 24 * 3600
 """A temporary whose writer cannot be identified is stale after this long."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class FilesystemBackend:
@@ -85,7 +76,7 @@ class FilesystemBackend:
             except OSError:
                 continue
             if path.name.startswith(PARTIAL_PREFIX) and len(parts) >= 3 and parts[0] == host and parts[1].isdigit():
-                if not _alive(int(parts[1])):
+                if not pid_alive(int(parts[1])):
                     stale.append(path)
             elif age > older_than:
                 stale.append(path)

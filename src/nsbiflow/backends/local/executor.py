@@ -34,6 +34,7 @@ from nsbiflow.engine.plan import Plan, PlannedStep
 from nsbiflow.errors import ExecutionError, NsbiflowError, StoreError, StoreUnavailableError
 from nsbiflow.store import ArtifactRef, ArtifactStore, RunManifest, StepRecord
 from nsbiflow.store.digest import canonical_json
+from nsbiflow.store.records import pid_alive
 
 MANIFEST_INTERVAL = 1.0
 """Seconds between progress writes of the run manifest (it is always written at the start and the end)."""
@@ -97,21 +98,11 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _owner_gone(folder: Path) -> bool:
     """Whether ``folder`` is a run's work root whose runner on this host is no longer alive."""
     try:
         host, pid = (folder / OWNER_FILE).read_text().split()
-        return host == socket.gethostname() and not _pid_alive(int(pid))
+        return host == socket.gethostname() and not pid_alive(int(pid))
     except (OSError, ValueError):
         return False
 
