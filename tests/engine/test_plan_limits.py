@@ -134,3 +134,13 @@ def test_punctuated_keys_give_unique_yadage_stage_names(demo_workflow: Path) -> 
     plan = load_plan(punctuated(demo_workflow))
     names = [stage_name(step_id) for step_id in plan.steps]
     assert len(set(names)) == len(names), names
+
+
+def test_punctuated_keys_export_to_distinct_yadage_stages(demo_workflow: Path, tmp_path: Path) -> None:
+    from nsbiflow.backends.yadage import export_workflow
+
+    plan = load_plan(punctuated(demo_workflow))
+    export_workflow(plan, tmp_path / "out", target="reana", environment="docker")
+    spec = json.loads((tmp_path / "out" / "workflow" / "workflow.yml").read_text())
+    names = [s["name"] for s in spec["stages"]]
+    assert len(names) == len(set(names)) == len(plan.steps)
