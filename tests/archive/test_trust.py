@@ -102,3 +102,28 @@ def test_archive_record_model_still_round_trips(preserved: Preserved) -> None:
     digest, record = load_archive(store, "demo")
     assert digest_json(record.model_dump(mode="json")) == digest
     assert isinstance(record, ArchiveRecord)
+
+
+def test_signed_refs_refuse_a_rewritten_history(preserved: Preserved, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nsbiflow.archive.record import read_ref, write_archive
+
+    store = open_store(preserved.store)
+    _, record = load_archive(store, "demo")
+    monkeypatch.setenv("NSBIFLOW_ARCHIVE_KEY", "team-secret")
+    with pytest.raises(TamperedArchiveError, match="not signed"):  # made before the key was set
+        load_archive(store, "demo")
+    signed = write_archive(store, record.model_copy(update={"created": "2026-12-01T00:00:00+00:00"}))
+    ref = read_ref(store, "demo")
+    assert ref is not None and ref.current == signed and ref.signature
+    # a forger appends a record of their own and makes it current: the signature no longer matches
+    forged = forge(preserved, run_id="forged-run")
+    data = store.read_json("archives/demo/ref.json")
+    data["history"].append({"digest": forged, "preserved": "2999", "run_id": "forged-run"})
+    data["current"] = forged
+    store.write_json("archives/demo/ref.json", data)
+    with pytest.raises(TamperedArchiveError, match="does not match"):
+        load_archive(store, "demo")
+    monkeypatch.setenv("NSBIFLOW_ARCHIVE_KEY", "another-key")
+    store.write_json("archives/demo/ref.json", {**data, "current": signed, "history": data["history"][:-1]})
+    with pytest.raises(TamperedArchiveError):
+        load_archive(store, "demo")

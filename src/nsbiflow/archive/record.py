@@ -17,6 +17,9 @@ Trust model (docs/recast.md):
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
+import os
 import re
 from typing import Any
 
@@ -34,6 +37,9 @@ REINTERPRETATION_FORMAT = "nsbiflow/reinterpretation/v1"
 ARCHIVES = "archives"
 REF_FORMAT = "nsbiflow/archive-ref/v1"
 REF_FILE = "ref.json"
+SIGNING_KEY_ENV = "NSBIFLOW_ARCHIVE_KEY"
+"""A secret shared by the team: when set, ``preserve`` signs refs and every reader refuses unsigned or
+badly signed ones (HMAC-SHA256 over the ref's canonical JSON)."""
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -132,6 +138,17 @@ class ArchiveRef(_Record):
     name: str
     current: str
     history: list[RefEntry]
+    signature: str | None = None
+
+
+def _signing_key() -> bytes | None:
+    key = os.environ.get(SIGNING_KEY_ENV, "")
+    return key.encode() if key else None
+
+
+def _signature(ref: ArchiveRef, key: bytes) -> str:
+    body = ref.model_dump(mode="json", exclude={"signature"})
+    return "hmac-sha256:" + hmac.new(key, digest_json(body).encode(), hashlib.sha256).hexdigest()
 
 
 def check_archive_name(name: str) -> str:
@@ -155,8 +172,9 @@ def ref_key(name: str) -> str:
     return f"{ARCHIVES}/{check_archive_name(name)}/{REF_FILE}"
 
 
-def read_ref(store: ArtifactStore, name: str) -> ArchiveRef | None:
-    """A name's ref, ``None`` when the name was never preserved; an unreadable ref is an error."""
+def read_ref(store: ArtifactStore, name: str, *, check_signature: bool = True) -> ArchiveRef | None:
+    """A name's ref, ``None`` when the name was never preserved; an unreadable ref is an error, and so is
+    (with ``$NSBIFLOW_ARCHIVE_KEY`` set) an unsigned or badly signed one."""
     key = ref_key(name)
     try:
         data = store.read_json(key)
@@ -171,6 +189,13 @@ def read_ref(store: ArtifactStore, name: str) -> ArchiveRef | None:
         raise TamperedArchiveError(f"archive {name!r}: its ref {key} is not valid ({first['msg']})") from None
     if ref.name != name or ref.current not in {e.digest for e in ref.history}:
         raise TamperedArchiveError(f"archive {name!r}: its ref {key} is inconsistent (name or current version)")
+    secret = _signing_key() if check_signature else None
+    if secret is not None and not (ref.signature and hmac.compare_digest(ref.signature, _signature(ref, secret))):
+        state = "is not signed" if ref.signature is None else "has a signature that does not match"
+        raise TamperedArchiveError(
+            f"archive {name!r}: its ref {key} {state} with ${SIGNING_KEY_ENV}: it was not written by preserve "
+            "with the team's key"
+        )
     return ref
 
 
@@ -182,7 +207,11 @@ def write_archive(store: ArtifactStore, record: ArchiveRecord) -> str:
     body = record.model_dump(mode="json")
     digest = digest_json(body)
     store.write_json(archive_key(record.name, digest), body)
-    ref = read_ref(store, record.name)
+    # an unsigned history is adopted (and signed) the first time preserve runs with a key; a badly signed
+    # one is not: that is a forgery, and preserving must not launder it
+    ref = read_ref(store, record.name, check_signature=False)
+    if ref is not None and ref.signature is not None:
+        ref = read_ref(store, record.name)
     history = list(ref.history) if ref else []
     history.append(
         RefEntry(
@@ -190,6 +219,9 @@ def write_archive(store: ArtifactStore, record: ArchiveRecord) -> str:
         )
     )
     new = ArchiveRef(name=record.name, current=digest, history=history)
+    secret = _signing_key()
+    if secret is not None:
+        new.signature = _signature(new, secret)
     store.write_json(ref_key(record.name), new.model_dump(mode="json"))
     return digest
 
