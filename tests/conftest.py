@@ -85,6 +85,7 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Endpoint]:
         "AWS_ACCESS_KEY_ID": "testing-key-id",
         "AWS_SECRET_ACCESS_KEY": "testing-secret-key",
         "AWS_DEFAULT_REGION": "us-east-1",
+        "NSBIFLOW_CREATE_BUCKET": "1",  # fresh buckets for each test; refusing a missing one is tested apart
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

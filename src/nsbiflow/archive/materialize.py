@@ -12,7 +12,9 @@ from typing import Any
 
 import yaml
 
+from nsbiflow.archive.errors import TamperedArchiveError
 from nsbiflow.archive.record import ArchiveRecord
+from nsbiflow.paths import UnsafePathError, confined, safe_name
 from nsbiflow.spec.models import FileInput, Workflow
 from nsbiflow.store import ArtifactStore
 
@@ -54,15 +56,28 @@ def write_definitions(store: ArtifactStore, record: ArchiveRecord, folder: Path)
     for definition in record.definitions.values():
         if definition.uses is None:
             continue
-        target = steps_dir / definition.uses
+        target = _confined(steps_dir, safe_name_or_refuse(definition.uses, record), record, "step definition")
         target.mkdir(parents=True, exist_ok=True)
         store.fetch_file(definition.blob, target / "step.yaml")
         for relative, digest in definition.code_files.items():
-            destination = target / relative
-            if target.resolve() not in destination.resolve().parents:
-                raise ValueError(f"unsafe code file path {relative!r}")
-            store.fetch_file(digest, destination)
+            store.fetch_file(digest, _confined(target, relative, record, "code file"))
     return steps_dir
+
+
+def safe_name_or_refuse(name: str, record: ArchiveRecord) -> str:
+    """A definition's catalog name, refused (as a tampered archive) unless it is one plain name."""
+    try:
+        return safe_name(name, "step definition name")
+    except UnsafePathError as exc:
+        raise TamperedArchiveError(f"archive {record.name!r} is unsafe: {exc}") from None
+
+
+def _confined(folder: Path, relative: str, record: ArchiveRecord, what: str) -> Path:
+    """``folder/relative``, refusing (as a tampered archive) any path of the record that would leave it."""
+    try:
+        return confined(folder, relative, f"{what} path")
+    except UnsafePathError as exc:
+        raise TamperedArchiveError(f"archive {record.name!r} is unsafe: {exc}") from None
 
 
 def materialize(
@@ -82,5 +97,5 @@ def materialize(
     for external in record.external_inputs:
         binding = document.get("steps", {}).get(external.step, {}).get("inputs", {}).get(external.input)
         if isinstance(binding, dict) and binding.get("path") == external.path:
-            store.fetch(external.ref, folder / external.path)
+            store.fetch(external.ref, _confined(folder, external.path, record, "external input"))
     return workflow_file, steps_dir

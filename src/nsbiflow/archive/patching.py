@@ -64,6 +64,8 @@ def load_patch(path: Path) -> Any:
         raise PatchError(f"cannot read patch file {path}: {exc}") from None
     except json.JSONDecodeError as exc:
         raise PatchError(f"patch file {path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+    except RecursionError:
+        raise PatchError(f"patch file {path} is nested too deeply") from None
 
 
 def apply_interface_patch(document: Any, operations: Any, interface: dict[str, list[str]]) -> Any:

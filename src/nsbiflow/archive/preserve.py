@@ -22,7 +22,7 @@ from nsbiflow.archive.record import (
     KeyCheck,
     write_archive,
 )
-from nsbiflow.engine.keys import code_identity, step_key
+from nsbiflow.engine.keys import step_code_identity, step_key
 from nsbiflow.engine.plan import load_plan
 from nsbiflow.errors import ArtifactNotFoundError, CorruptArtifactError, NsbiflowError
 from nsbiflow.spec.catalog import StepCatalog
@@ -101,7 +101,7 @@ def check_keys(store: ArtifactStore, record: ArchiveRecord, manifest: RunManifes
                 check.mismatched.append(step_id)
                 continue
             if step.template not in identities:
-                identities[step.template] = code_identity(step.definition, step.definition_path)
+                identities[step.template] = step_code_identity(step)
             if step_key(step, run_record.inputs, identities[step.template]) == run_record.key:
                 check.matched += 1
             else:
@@ -132,6 +132,8 @@ def preserve_run(store: ArtifactStore, run_id: str, name: str) -> tuple[str, Arc
         if instance is None or not instance.inputs.get(input_name):
             raise ArchiveError(f"run {run_id} has no record of input {step_name}.{input_name}")
         filename = Path(binding.path).name
+        if filename in ("", ".", ".."):
+            raise ArchiveError(f"input {step_name}.{input_name}: {binding.path!r} does not name a file to archive")
         ref = _ref_of(store, instance.inputs[input_name][0], filename)
         externals.append(
             ExternalInput(

@@ -1,23 +1,46 @@
-"""The archive record (``archives/<name>/<digest>.json``) and how archives are listed and found.
+"""The archive record (``archives/<name>/<digest>.json``), the name's ref, and how archives are found.
 
-The record's digest is the digest of its canonical JSON; the file name carries it, so an edited record
-no longer matches its name and is refused as tampered.
+Trust model (docs/recast.md):
+
+- A **version** is a record named by the digest of its canonical JSON: an edited record no longer matches
+  its name and is refused as tampered. Anyone who can write the store can add a record under a new name,
+  so a record proves only its own integrity, never that it was preserved.
+- A **name** is a ref, ``archives/<name>/ref.json``: the current version and the history of every version
+  ``preserve`` made under that name, in order. Only ``preserve`` writes it, after the record is complete,
+  in one atomic replace (a rename on a folder, a single PUT in a bucket).
+- ``NAME`` means the ref's current version; ``NAME@PREFIX`` must be a version in the ref's history. "Newest"
+  never comes from a field a record carries (its ``created`` is informational); a record in the store that
+  no ref lists is not an archive, whatever it says, and is refused.
+- A listed version that is missing, truncated or not valid is an error, never a silent fallback.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import hmac
+import os
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nsbiflow.archive.errors import ArchiveNotFoundError, TamperedArchiveError
 from nsbiflow.errors import ArtifactNotFoundError, StoreError
+from nsbiflow.paths import UnsafePathError, safe_name
+from nsbiflow.spec.models import NAME_PATTERN
 from nsbiflow.store import ArtifactRef, ArtifactStore
 from nsbiflow.store.digest import digest_json
 
 ARCHIVE_FORMAT = "nsbiflow/archive/v1"
 REINTERPRETATION_FORMAT = "nsbiflow/reinterpretation/v1"
 ARCHIVES = "archives"
+REF_FORMAT = "nsbiflow/archive-ref/v1"
+REF_FILE = "ref.json"
+SIGNING_KEY_ENV = "NSBIFLOW_ARCHIVE_KEY"
+"""A secret shared by the team: when set, ``preserve`` signs refs and every reader refuses unsigned or
+badly signed ones (HMAC-SHA256 over the ref's canonical JSON)."""
+_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 class _Record(BaseModel):
@@ -90,81 +113,191 @@ class ArchiveRecord(_Record):
 
 
 class ArchiveEntry(BaseModel):
-    """One archive version in a listing."""
+    """One archive version in a listing (from the name's ref history; details from the record)."""
 
     name: str
     digest: str
     created: str
     run_id: str
     workflow: str
+    current: bool = False
+
+
+class RefEntry(_Record):
+    """One version in a name's history."""
+
+    digest: str
+    preserved: str
+    run_id: str
+
+
+class ArchiveRef(_Record):
+    """``archives/<name>/ref.json``: the current version of a name and every version preserved under it."""
+
+    format: str = REF_FORMAT
+    name: str
+    current: str
+    history: list[RefEntry]
+    signature: str | None = None
+
+
+def _signing_key() -> bytes | None:
+    key = os.environ.get(SIGNING_KEY_ENV, "")
+    return key.encode() if key else None
+
+
+def _signature(ref: ArchiveRef, key: bytes) -> str:
+    body = ref.model_dump(mode="json", exclude={"signature"})
+    return "hmac-sha256:" + hmac.new(key, digest_json(body).encode(), hashlib.sha256).hexdigest()
+
+
+def check_archive_name(name: str) -> str:
+    """An archive name is a plain catalog-style name (it becomes a folder of the store)."""
+    try:
+        safe_name(name, "archive name")
+    except UnsafePathError as exc:
+        raise ArchiveNotFoundError(str(exc)) from None
+    if not re.match(NAME_PATTERN, name):
+        raise ArchiveNotFoundError(f"archive name {name!r} is not valid: use lower-case letters, digits, '-' and '_'")
+    return name
 
 
 def archive_key(name: str, digest: str) -> str:
     """The store key of an archive record."""
-    return f"{ARCHIVES}/{name}/{digest.split(':', 1)[1]}.json"
+    return f"{ARCHIVES}/{check_archive_name(name)}/{digest.split(':', 1)[1]}.json"
+
+
+def ref_key(name: str) -> str:
+    """The store key of a name's ref."""
+    return f"{ARCHIVES}/{check_archive_name(name)}/{REF_FILE}"
+
+
+def read_ref(store: ArtifactStore, name: str, *, check_signature: bool = True) -> ArchiveRef | None:
+    """A name's ref, ``None`` when the name was never preserved; an unreadable ref is an error, and so is
+    (with ``$NSBIFLOW_ARCHIVE_KEY`` set) an unsigned or badly signed one."""
+    key = ref_key(name)
+    try:
+        data = store.read_json(key)
+    except ArtifactNotFoundError:
+        return None
+    except StoreError:
+        raise TamperedArchiveError(f"archive {name!r}: its ref {key} is not valid JSON") from None
+    try:
+        ref = ArchiveRef.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise TamperedArchiveError(f"archive {name!r}: its ref {key} is not valid ({first['msg']})") from None
+    if ref.name != name or ref.current not in {e.digest for e in ref.history}:
+        raise TamperedArchiveError(f"archive {name!r}: its ref {key} is inconsistent (name or current version)")
+    secret = _signing_key() if check_signature else None
+    if secret is not None and not (ref.signature and hmac.compare_digest(ref.signature, _signature(ref, secret))):
+        state = "is not signed" if ref.signature is None else "has a signature that does not match"
+        raise TamperedArchiveError(
+            f"archive {name!r}: its ref {key} {state} with ${SIGNING_KEY_ENV}: it was not written by preserve "
+            "with the team's key"
+        )
+    return ref
 
 
 def write_archive(store: ArtifactStore, record: ArchiveRecord) -> str:
-    """Write an archive record under its own digest; returns the digest."""
+    """Write an archive record under its own digest, then make it the name's current version; returns it.
+
+    The record is complete before the ref names it; the ref is replaced in one atomic write.
+    """
     body = record.model_dump(mode="json")
     digest = digest_json(body)
     store.write_json(archive_key(record.name, digest), body)
+    # an unsigned history is adopted (and signed) the first time preserve runs with a key; a badly signed
+    # one is not: that is a forgery, and preserving must not launder it
+    ref = read_ref(store, record.name, check_signature=False)
+    if ref is not None and ref.signature is not None:
+        ref = read_ref(store, record.name)
+    history = list(ref.history) if ref else []
+    history.append(
+        RefEntry(
+            digest=digest, preserved=dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"), run_id=record.run_id
+        )
+    )
+    new = ArchiveRef(name=record.name, current=digest, history=history)
+    secret = _signing_key()
+    if secret is not None:
+        new.signature = _signature(new, secret)
+    store.write_json(ref_key(record.name), new.model_dump(mode="json"))
     return digest
 
 
-def _archive_keys(store: ArtifactStore, name: str | None = None) -> list[tuple[str, str]]:
-    prefix = f"{ARCHIVES}/{name}/" if name else f"{ARCHIVES}/"
-    found = []
-    for key in store.backend.list(prefix):
+def _names(store: ArtifactStore) -> list[str]:
+    names = set()
+    for key in store.backend.list(f"{ARCHIVES}/"):
         parts = key.split("/")
-        if len(parts) == 3 and parts[2].endswith(".json") and (name is None or parts[1] == name):
-            found.append((parts[1], "sha256:" + parts[2].removesuffix(".json")))
-    return found
+        if len(parts) == 3 and parts[2] == REF_FILE:
+            names.add(parts[1])
+    return sorted(names)
 
 
 def list_archives(store: ArtifactStore, name: str | None = None) -> list[ArchiveEntry]:
-    """Every archive version (of ``name`` or of all names), oldest first within a name."""
+    """Every preserved version (of ``name`` or of all names), in the order ``preserve`` made them.
+
+    Versions come from each name's ref; a listed record that cannot be read is shown as unreadable.
+    """
+    names = [check_archive_name(name)] if name else _names(store)
     entries = []
-    for archive_name, digest in _archive_keys(store, name):
-        try:
-            data = store.read_json(archive_key(archive_name, digest))
-        except StoreError:
+    for archive_name in names:
+        ref = read_ref(store, archive_name)
+        if ref is None:
             continue
-        entries.append(
-            ArchiveEntry(
-                name=archive_name,
-                digest=digest,
-                created=str(data.get("created", "")),
-                run_id=str(data.get("run_id", "")),
-                workflow=str(data.get("workflow_name", "")),
+        for item in ref.history:
+            try:
+                data = store.read_json(archive_key(archive_name, item.digest))
+                workflow = str(data.get("workflow_name", "")) if isinstance(data, dict) else "<invalid>"
+            except StoreError:
+                workflow = "<unreadable>"
+            entries.append(
+                ArchiveEntry(
+                    name=archive_name,
+                    digest=item.digest,
+                    created=item.preserved,
+                    run_id=item.run_id,
+                    workflow=workflow,
+                    current=item.digest == ref.current,
+                )
             )
-        )
-    return sorted(entries, key=lambda e: (e.name, e.created, e.digest))
+    return entries
 
 
 def resolve_archive(store: ArtifactStore, reference: str) -> tuple[str, str]:
-    """``NAME`` (newest version) or ``NAME@DIGEST-PREFIX`` -> (name, digest)."""
+    """``NAME`` (the ref's current version) or ``NAME@DIGEST-PREFIX`` (a version in its history)."""
     name, _, prefix = reference.partition("@")
     prefix = prefix.removeprefix("sha256:")
-    versions = [e for e in list_archives(store, name) if e.digest.split(":", 1)[1].startswith(prefix)]
+    ref = read_ref(store, check_archive_name(name))
+    if ref is None:
+        raise ArchiveNotFoundError(f"no archive {name!r} in the store {store.uri} (see `nsbiflow archive list`)")
+    if not prefix:
+        return name, ref.current
+    versions = [e.digest for e in ref.history if e.digest.split(":", 1)[1].startswith(prefix)]
     if not versions:
-        what = f"archive {reference!r}"
-        raise ArchiveNotFoundError(f"no {what} in the store {store.uri} (see `nsbiflow archive list`)")
-    if prefix and len(versions) > 1:
+        listed = ", ".join(e.digest[7:19] for e in ref.history)
         raise ArchiveNotFoundError(
-            f"archive reference {reference!r} is ambiguous: {', '.join(e.digest[:19] for e in versions)}"
+            f"no archive {reference!r} in the store {store.uri}: not a version preserved under {name!r} "
+            f"(its versions: {listed}; a record no ref lists is not an archive)"
         )
-    return name, versions[-1].digest
+    if len(set(versions)) > 1:
+        raise ArchiveNotFoundError(
+            f"archive reference {reference!r} is ambiguous: {', '.join(v[:19] for v in sorted(set(versions)))}"
+        )
+    return name, versions[0]
 
 
 def load_archive(store: ArtifactStore, reference: str) -> tuple[str, ArchiveRecord]:
-    """Find and read an archive; its content must hash to the digest in its name."""
+    """Find and read an archive; its content must hash to the digest in its name, and name what it is."""
     name, digest = resolve_archive(store, reference)
     key = archive_key(name, digest)
     try:
         data = store.read_json(key)
     except ArtifactNotFoundError:
-        raise ArchiveNotFoundError(f"archive {reference!r} disappeared from the store {store.uri}") from None
+        raise TamperedArchiveError(
+            f"archive {name}@{digest[7:19]} is listed in its ref but its record {key} is missing"
+        ) from None
     except StoreError:
         raise TamperedArchiveError(f"archive {name}@{digest[7:19]} is tampered: {key} is not valid JSON") from None
     actual = digest_json(data)
@@ -173,9 +306,16 @@ def load_archive(store: ArtifactStore, reference: str) -> tuple[str, ArchiveReco
             f"archive {name}@{digest[7:19]} is tampered: its record hashes to {actual[7:19]}, not {digest[7:19]}"
         )
     try:
-        return digest, ArchiveRecord.model_validate(data)
+        record = ArchiveRecord.model_validate(data)
     except ValidationError as exc:
-        raise TamperedArchiveError(f"archive {name}@{digest[7:19]} is not a valid archive record: {exc}") from None
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise TamperedArchiveError(
+            f"archive {name}@{digest[7:19]} is not a valid archive record: {where}: {first['msg']}"
+        ) from None
+    if record.name != name:
+        raise TamperedArchiveError(f"archive {name}@{digest[7:19]} is a record of archive {record.name!r}")
+    return digest, record
 
 
 class ReinterpretationRecord(_Record):

@@ -33,13 +33,27 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def quiet_broken_pipe() -> None:
+    """The reader of our output went away (``nsbiflow runs | head``): stop quietly, exit 141 like SIGPIPE."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush has nowhere to fail
+    except (OSError, ValueError):
+        pass
+    sys.exit(141)
+
+
 class NsbiflowGroup(click.Group):
     """A click group that turns nsbiflow errors into one-line messages and exit codes."""
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command, reporting ``NsbiflowError`` as plain lines."""
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a closed pipe shows up here, inside the handler, not at exit
+            return result
+        except BrokenPipeError:
+            quiet_broken_pipe()
         except SpecError as exc:
             for problem in exc.problems:
                 click.echo(str(problem), err=True)

@@ -63,7 +63,7 @@ def archive() -> None:
 @STORE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per archive version")
 def archive_list(name: str | None, store_uri: str | None, as_json: bool) -> None:
-    """List archives (every version), oldest first."""
+    """List archives: every version preserve made under each name, oldest first; * marks the current one."""
     from nsbiflow.archive import list_archives
     from nsbiflow.store import open_store
 
@@ -71,7 +71,10 @@ def archive_list(name: str | None, store_uri: str | None, as_json: bool) -> None
         if as_json:
             click.echo(json.dumps(entry.model_dump()))
         else:
-            click.echo(f"{entry.name}@{entry.digest[7:19]}  {entry.workflow:<20} run {entry.run_id}  {entry.created}")
+            mark = "*" if entry.current else " "
+            click.echo(
+                f"{mark} {entry.name}@{entry.digest[7:19]}  {entry.workflow:<20} run {entry.run_id}  {entry.created}"
+            )
 
 
 @archive.command("show")

@@ -6,7 +6,7 @@ import importlib
 
 from nsbiflow.cli.app import cli
 
-COMMAND_MODULES = ("nsbiflow.cli.local", "nsbiflow.cli.compile")
+COMMAND_MODULES = ("nsbiflow.cli.local", "nsbiflow.cli.compile", "nsbiflow.cli.maintenance")
 OPTIONAL_COMMAND_MODULES = ("nsbiflow.cli.cluster", "nsbiflow.cli.archive", "nsbiflow.cli.report")
 
 

@@ -7,16 +7,15 @@ inputs, and the identity of the code that implements it. Same key, same outputs:
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from nsbiflow import __version__
+from nsbiflow.engine.code import entry_digest
 from nsbiflow.engine.plan import PlannedStep
 from nsbiflow.spec.models import StepDefinition
-from nsbiflow.store.digest import digest_file, digest_json
+from nsbiflow.store.digest import digest_json
 
 KEY_SCHEMA = 1
 _NOT_IN_KEY = {"description", "resources", "retries", "timeout"}
@@ -33,29 +32,25 @@ def definition_identity(definition: StepDefinition) -> dict[str, Any]:
     return data
 
 
-@functools.lru_cache(maxsize=256)
-def _package_digest(package: str) -> str:
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.origin is None:
-        return f"missing:{package}"
-    origin = Path(spec.origin)
-    files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
-    return digest_json({f.relative_to(origin.parent).as_posix(): digest_file(f) for f in files})
+def code_identity(
+    definition: StepDefinition, definition_path: Path | None, *, base: Path | None = None
+) -> dict[str, str]:
+    """What identifies the implementation: package version, image, and digests of the declared code.
 
-
-def code_identity(definition: StepDefinition, definition_path: Path | None) -> dict[str, str]:
-    """What identifies the implementation: package version, image, and digests of the declared code."""
+    Globs are relative to the step definition's folder, or for an inline step to ``base`` (the workflow
+    file's folder); see ``nsbiflow.engine.code`` for what a ``python:`` entry stands for. An entry that
+    identifies nothing raises ``CodeError``.
+    """
     identity = {"nsbiflow": __version__, "image": definition.image}
-    base = definition_path.parent if definition_path else Path.cwd()
+    folder = definition_path.parent if definition_path else (base or Path.cwd())
     for entry in definition.code:
-        if entry.startswith("python:"):
-            identity[entry] = _package_digest(entry.removeprefix("python:"))
-        else:
-            matches = sorted(base.glob(entry))
-            identity[entry] = digest_json(
-                {p.relative_to(base).as_posix(): digest_file(p) for p in matches if p.is_file()}
-            )
+        identity[entry] = entry_digest(entry, folder)
     return identity
+
+
+def step_code_identity(step: PlannedStep) -> dict[str, str]:
+    """``code_identity`` of a planned step (inline steps resolve their globs against the workflow's folder)."""
+    return code_identity(step.definition, step.definition_path, base=step.code_base)
 
 
 def definition_key(
@@ -78,5 +73,5 @@ def definition_key(
 
 def step_key(step: PlannedStep, input_digests: dict[str, list[str]], code: dict[str, str] | None = None) -> str:
     """The cache key of a step instance given the digests of its inputs."""
-    identity = code if code is not None else code_identity(step.definition, step.definition_path)
+    identity = code if code is not None else step_code_identity(step)
     return definition_key(step.definition, step.parameters, input_digests, identity)

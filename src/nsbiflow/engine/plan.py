@@ -9,13 +9,18 @@ from __future__ import annotations
 import difflib
 import graphlib
 import itertools
+import math
+import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nsbiflow.engine.code import entry_problem
 from nsbiflow.engine.expressions import ExpressionError, has_expression, render
 from nsbiflow.errors import Problem, SpecError, UsageError
+from nsbiflow.paths import UnsafePathError, canonical_name, check_input_file, safe_name
 from nsbiflow.spec.catalog import StepCatalog
 from nsbiflow.spec.loader import load_workflow_document
 from nsbiflow.spec.models import (
@@ -32,6 +37,13 @@ from nsbiflow.spec.models import (
 )
 from nsbiflow.spec.yaml_source import SourceDocument
 from nsbiflow.store.digest import digest_json
+
+MAX_FANOUT_ENV = "NSBIFLOW_MAX_FANOUT"
+DEFAULT_MAX_FANOUT = 10_000
+"""Most instances one step may fan out to (Argo controllers have fallen over at a few thousand items of one
+``withItems``; a bigger analysis packs more work into each instance). ``$NSBIFLOW_MAX_FANOUT`` changes it."""
+
+_PLAIN_KEY = re.compile(r"^[^\[\]\x00-\x1f\x7f]{1,63}$")
 
 REFERENCE = re.compile(r"^(?P<step>[a-z0-9][a-z0-9_-]*)(\[(?P<key>[^\]]+)\])?\.(?P<output>[A-Za-z_][A-Za-z0-9_-]*)$")
 
@@ -66,6 +78,8 @@ class PlannedStep:
     index: int | None = None
     item: Any = None
     fan_out: bool = False
+    code_base: Path | None = None
+    """Folder the ``code:`` globs of an inline step are relative to (the workflow file's folder)."""
 
 
 @dataclass
@@ -112,7 +126,9 @@ def resolve_parameters(
         try:
             values[name] = coerce_value(workflow.parameters[name].type, raw)
         except ValueError as exc:
-            raise UsageError(f"--set {name}={raw}: {exc}") from None
+            raise UsageError(f"--set {name}={raw[:80]}: {exc}") from None
+        except RecursionError:
+            raise UsageError(f"--set {name}: the value is nested too deeply") from None
         choices = workflow.parameters[name].choices
         if choices is not None and values[name] not in choices:
             raise UsageError(f"--set {name}={raw}: must be one of {choices}")
@@ -141,6 +157,48 @@ def _instance_key(item: Any, index: int) -> str:
     return str(index)
 
 
+def instance_keys(items: list[Any]) -> list[str]:
+    """Unique, path-safe keys for fan-out items (the ``KEY`` of ``step[KEY]``).
+
+    A key is the item itself where it is short and plain; duplicates fall back to indices; a key with
+    brackets or control characters becomes ``INDEX-DIGEST``; keys whose canonical forms collide (``a/b``,
+    ``a_b``, ``a b``: one work directory, one yadage stage name) get a short digest of the key appended.
+    """
+    keys = [_instance_key(item, i) for i, item in enumerate(items)]
+    if len(set(keys)) != len(keys):
+        return [str(i) for i in range(len(items))]
+    keys = [k if _PLAIN_KEY.match(k) else f"{i}-{digest_json(k)[7:13]}" for i, k in enumerate(keys)]
+    forms = Counter(canonical_name(k) for k in keys)
+    return [f"{k}-{digest_json(k)[7:13]}" if forms[canonical_name(k)] > 1 else k for k in keys]
+
+
+def _file_input_problem(path: Path, kind: str) -> str | None:
+    """Why a ``{path: ...}`` input cannot be used as a ``kind`` input (found now, not when a step hangs)."""
+    try:
+        check_input_file(path, "it")
+    except UnsafePathError as exc:
+        return str(exc).replace(f"it {path} is", "it is")
+    if kind == "file" and path.is_dir():
+        return f"is a directory ({path}), but the input is declared 'kind: file'"
+    if kind == "dir" and not path.is_dir():
+        return f"is a file ({path}), but the input is declared 'kind: dir'"
+    return None
+
+
+def max_fanout() -> int:
+    """The fan-out limit: ``$NSBIFLOW_MAX_FANOUT`` or ``DEFAULT_MAX_FANOUT``."""
+    text = os.environ.get(MAX_FANOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_FANOUT
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"${MAX_FANOUT_ENV}={text!r} is not a whole number") from None
+    if value < 1:
+        raise UsageError(f"${MAX_FANOUT_ENV}={text!r} must be at least 1")
+    return value
+
+
 class _Planner:
     def __init__(
         self, workflow: Workflow, doc: SourceDocument, path: Path, catalog: StepCatalog, parameters: dict[str, Any]
@@ -160,12 +218,29 @@ class _Planner:
             self.problems.append(problem)
 
     # -- step definitions -----------------------------------------------------------------------------
+    def check_code(self, name: str, definition: StepDefinition, def_path: Path | None) -> None:
+        base = def_path.parent if def_path is not None else self.path.parent.resolve()
+        for index, entry in enumerate(definition.code):
+            problem = entry_problem(entry, base)
+            if problem is None:
+                continue
+            if def_path is None:
+                self.fail(("steps", name, "run", "code", index), f"code: {problem}")
+            else:
+                self.fail(("steps", name, "uses"), f"code of step definition {def_path}: {problem}")
+
     def resolve_definitions(self) -> None:
         for name, step in self.workflow.steps.items():
             if step.run is not None:
                 self.definitions[name] = (step.run.as_definition(name), None)
+                self.check_code(name, self.definitions[name][0], None)
                 continue
             assert step.uses is not None
+            try:
+                safe_name(step.uses, "uses:")
+            except UnsafePathError as exc:
+                self.fail(("steps", name, "uses"), f"{exc}: name a step definition (steps/<name>/step.yaml)")
+                continue
             try:
                 entry = self.catalog.find(step.uses)
             except SpecError as exc:
@@ -181,8 +256,24 @@ class _Planner:
                 )
                 continue
             self.definitions[name] = (entry.definition, entry.path)
+            self.check_code(name, entry.definition, entry.path)
 
     # -- fan-out ----------------------------------------------------------------------------------------
+    def too_wide(self, loc: tuple[Any, ...], count: int) -> bool:
+        try:
+            limit = max_fanout()
+        except UsageError as exc:
+            self.fail(loc, f"foreach: {exc}")
+            return True
+        if count > limit:
+            self.fail(
+                loc,
+                f"foreach gives {count} instances; at most {limit} are allowed per step "
+                f"(give each instance more work, or raise ${MAX_FANOUT_ENV})",
+            )
+            return True
+        return False
+
     def expand_foreach(self, name: str, step: WorkflowStep) -> list[tuple[str, Any]] | None:
         loc = ("steps", name, "foreach")
         scope = {"params": self.params}
@@ -196,7 +287,14 @@ class _Planner:
                 if not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds) or not 1 <= len(bounds) <= 3:
                     self.fail(loc, f"range must be N or [start, stop, step] of integers, got {bounds!r}")
                     return []
-                items: list[Any] = list(range(*bounds))
+                try:
+                    span = range(*bounds)
+                except ValueError as exc:
+                    self.fail(loc, f"range {bounds!r}: {exc}")
+                    return []
+                if self.too_wide(loc, len(span)):
+                    return []
+                items: list[Any] = list(span)
             elif isinstance(spec, MatrixSpec):
                 axes: dict[str, list[Any]] = {}
                 # axes in name order: the expansion (and `index`) must not depend on YAML key order
@@ -206,6 +304,8 @@ class _Planner:
                         self.fail((*loc, "matrix", axis), f"matrix axis {axis!r} must be a list, got {rendered!r}")
                         return []
                     axes[axis] = rendered
+                if self.too_wide(loc, math.prod(len(v) for v in axes.values())):
+                    return []
                 items = [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
             else:
                 rendered = render(spec, scope)
@@ -221,10 +321,9 @@ class _Planner:
         if not items:
             self.fail(loc, "foreach gives an empty list: nothing to run")
             return []
-        keys = [_instance_key(item, i) for i, item in enumerate(items)]
-        if len(set(keys)) != len(keys):
-            keys = [str(i) for i in range(len(items))]
-        return list(zip(keys, items, strict=True))
+        if self.too_wide(loc, len(items)):
+            return []
+        return list(zip(instance_keys(items), items, strict=True))
 
     def instance_ids(self, name: str) -> list[str]:
         items = self.items.get(name)
@@ -343,6 +442,10 @@ class _Planner:
                 if not file_path.exists():
                     self.fail((*loc, "path"), f"input file {rendered_path!r} does not exist (looked at {file_path})")
                     continue
+                problem = _file_input_problem(file_path, definition.inputs[iname].kind)
+                if problem is not None:
+                    self.fail((*loc, "path"), f"input {binding.path!r}: {problem}")
+                    continue
                 sources = [InputSource(path=file_path)]
             else:
                 refs = binding if isinstance(binding, list) else [binding]
@@ -389,6 +492,7 @@ class _Planner:
             index=index,
             item=item,
             fan_out=index is not None,
+            code_base=self.path.parent.resolve() if def_path is None else None,
         )
 
     def check_type(self, spec: ParameterSpec, value: Any, loc: tuple[Any, ...], name: str) -> Any:
@@ -430,6 +534,7 @@ class _Planner:
             if resolved is not None:
                 outputs[oname] = resolved
         self.check_interface()
+        self.check_unique_names(templates)
         if self.problems:
             raise SpecError(self.problems)
         sorter = graphlib.TopologicalSorter({sid: s.depends_on for sid, s in steps.items()})
@@ -467,6 +572,23 @@ class _Planner:
                 message=f"dependency cycle: {' -> '.join(reversed(cycle))}; remove one of these references",
             )
             return False
+
+    def check_unique_names(self, templates: dict[str, list[str]]) -> None:
+        """Step instances whose names sanitise alike would share a work directory or a stage name."""
+        seen: dict[str, tuple[str, str]] = {}
+        for template, ids in templates.items():
+            for step_id in ids:
+                form = canonical_name(step_id)
+                if form in seen and seen[form][1] != step_id:
+                    _other_template, other = seen[form]
+                    self.fail(
+                        ("steps", template),
+                        f"step instances {other!r} and {step_id!r} would share the name {form!r} on disk and on "
+                        "other engines: rename one of the steps",
+                        key=True,
+                    )
+                    continue
+                seen[form] = (template, step_id)
 
     def check_interface(self) -> None:
         interface = self.workflow.interface

@@ -102,6 +102,12 @@ def _check_columns(available: Sequence[str], wanted: Sequence[str], source: str)
         )
 
 
+def _check_not_empty(rows: int, source: str) -> None:
+    """Refuse an events file with no rows: nothing can be trained, calibrated or fitted on it."""
+    if rows == 0:
+        raise StageError(f"{source}: the file has no events (zero rows); check the selection that produced it")
+
+
 def read_events(path: str | Path, observables: Sequence[str] | None = None) -> Events:
     """Read a canonical events file (all of it), validating columns and finiteness."""
     path = Path(path)
@@ -111,6 +117,7 @@ def read_events(path: str | Path, observables: Sequence[str] | None = None) -> E
     _check_columns(pf.schema_arrow.names, names, path.name)
     table = pf.read(columns=[*names, *([WEIGHT] if WEIGHT in pf.schema_arrow.names else [])])
     x = np.column_stack([table.column(n).to_numpy().astype(np.float64) for n in names]) if names else np.empty((0, 0))
+    _check_not_empty(len(x), path.name)
     validate_array(x, names, path.name)
     w = table.column(WEIGHT).to_numpy().astype(np.float64) if WEIGHT in table.column_names else np.ones(len(x))
     validate_array(w[:, None], [WEIGHT], path.name)
@@ -155,19 +162,23 @@ def load_external(
         import uproot
 
         try:
-            handle = uproot.open(str(path))
-        except Exception as exc:
-            raise StageError(f"{path.name}: not a readable ROOT file ({exc})") from None
-        with handle as root:
-            trees = sorted({k.split(";")[0] for k, cls in root.classnames().items() if cls in _TREE_CLASSES})
-            name = tree or (trees[0] if len(trees) == 1 else None)
-            if name is None or name not in trees:
-                hint = f"has: {', '.join(trees) or 'no TTree or RNTuple'}"
-                raise StageError(f"{path.name}: TTree {tree!r} not found ({hint}); set the 'tree' parameter")
-            ttree = root[name]
-            _check_columns(list(ttree.keys()), wanted, f"{path.name}:{name}")
-            arrays = ttree.arrays(wanted, library="np")
-            columns = {k: np.asarray(arrays[k]) for k in wanted}
+            with uproot.open(str(path)) as root:
+                trees = sorted({k.split(";")[0] for k, cls in root.classnames().items() if cls in _TREE_CLASSES})
+                name = tree or (trees[0] if len(trees) == 1 else None)
+                if name is None or name not in trees:
+                    hint = f"has: {', '.join(trees) or 'no TTree or RNTuple'}"
+                    raise StageError(f"{path.name}: TTree {tree!r} not found ({hint}); set the 'tree' parameter")
+                ttree = root[name]
+                _check_columns(list(ttree.keys()), wanted, f"{path.name}:{name}")
+                arrays = ttree.arrays(wanted, library="np")
+                columns = {k: np.asarray(arrays[k]) for k in wanted}
+        except StageError:
+            raise
+        except Exception as exc:  # uproot reports a damaged file as OSError, ValueError or its own errors
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise StageError(
+                f"{path.name}: not a readable ROOT file (truncated or damaged? {type(exc).__name__}: {first})"
+            ) from None
     else:
         pf = _open_parquet(path)
         _check_columns(pf.schema_arrow.names, wanted, path.name)
@@ -177,6 +188,7 @@ def load_external(
         if v.dtype == object or v.ndim != 1:
             raise StageError(f"{path.name}: column '{k}' is not a flat numeric column; flatten it first")
     x = np.column_stack([columns[k].astype(np.float64) for k in observables])
+    _check_not_empty(len(x), path.name)
     validate_array(x, list(observables), path.name)
     w = columns[weight_column].astype(np.float64) if weight_column else np.ones(len(x))
     validate_array(w[:, None], [weight_column or WEIGHT], path.name)

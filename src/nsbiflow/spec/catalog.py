@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nsbiflow.paths import safe_name
 from nsbiflow.spec.loader import load_step_definition
 from nsbiflow.spec.models import StepDefinition
 from nsbiflow.spec.yaml_source import SourceDocument
@@ -48,7 +49,11 @@ class StepCatalog:
         return cls(search_path=[d for d in dirs if d.is_dir()])
 
     def find(self, name: str) -> CatalogEntry | None:
-        """The step definition called ``name`` or ``None``; invalid definitions raise ``SpecError``."""
+        """The step definition called ``name`` or ``None``; invalid definitions raise ``SpecError``.
+
+        ``name`` must be one plain path component (``UnsafePathError`` otherwise): ``../x`` never escapes.
+        """
+        safe_name(name, "step definition name")
         if name not in self._cache:
             self._cache[name] = None
             for folder in self.search_path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -116,7 +117,37 @@ def load_step_definition(path: str | Path) -> tuple[StepDefinition, SourceDocume
     return definition, doc
 
 
+# Kubernetes label syntax (https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/):
+# the labels become Argo Workflow and pod labels, where an invalid one is rejected only at submission.
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def label_problem(key: str, value: str) -> str | None:
+    """Why ``key: value`` is not a valid Kubernetes label, or ``None`` when it is."""
+    prefix, _, name = key.rpartition("/")
+    if not _LABEL_NAME.match(name) or (prefix and (len(prefix) > 253 or not _LABEL_PREFIX.match(prefix))):
+        return (
+            f"label key {key!r} is not a valid Kubernetes label key: [PREFIX/]NAME, NAME up to 63 letters, "
+            "digits, '-', '_' or '.', starting and ending with a letter or digit"
+        )
+    if value and not _LABEL_NAME.match(value):
+        return (
+            f"label value {value!r} of {key!r} is not a valid Kubernetes label value: up to 63 letters, "
+            "digits, '-', '_' or '.', starting and ending with a letter or digit (or empty)"
+        )
+    return None
+
+
 def load_workflow_document(path: str | Path) -> tuple[Workflow, SourceDocument]:
     """Load a workflow file into the model (structure only; references are checked by the planner)."""
     doc = read_yaml_file(path)
-    return validate_document(doc, Workflow), doc
+    workflow = validate_document(doc, Workflow)
+    problems = []
+    for key, value in workflow.metadata.labels.items():
+        message = label_problem(key, value)
+        if message is not None:
+            problems.append(doc.problem(("metadata", "labels", key), message))
+    if problems:
+        raise SpecError(problems)
+    return workflow, doc

@@ -19,6 +19,11 @@ PathKey = tuple[str | int, ...]
 KEY_MARK = "<key>"
 """Suffix of a path that addresses a mapping key instead of its value (for unknown-field errors)."""
 
+MAX_DEPTH = 100
+"""Deepest nesting of sequences and mappings accepted (a workflow needs about ten levels)."""
+MAX_VALUES = 200_000
+"""Most values a document may expand to, aliases and merge keys counted each time they are used."""
+
 
 @dataclass
 class SourceDocument:
@@ -62,7 +67,23 @@ class _Builder:
             self._constructor.flatten_mapping(node)
             result: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = self._constructor.construct_object(key_node, deep=True)
+                if not isinstance(key_node, yaml.ScalarNode):
+                    line, col = _mark(key_node)
+                    self.problems.append(Problem(self.path, line, col, "mapping keys must be plain scalars"))
+                    continue
+                key = self.scalar(key_node)
+                if isinstance(key, bool) and key_node.style is None:
+                    line, col = _mark(key_node)
+                    self.problems.append(
+                        Problem(
+                            self.path,
+                            line,
+                            col,
+                            f"key {key_node.value!r} is read as the boolean {key} (YAML 1.1): "
+                            f"quote it (\"{key_node.value}\":) to mean the word",
+                        )
+                    )
+                    continue
                 if not isinstance(key, str | int | float | bool) or key is None:
                     line, col = _mark(key_node)
                     self.problems.append(Problem(self.path, line, col, "mapping keys must be plain scalars"))
@@ -77,12 +98,93 @@ class _Builder:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*loc, index)) for index, item in enumerate(node.value)]
-        return self._constructor.construct_object(node, deep=True)
+        return self.scalar(node)
+
+    def scalar(self, node: yaml.Node) -> Any:
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except (ValueError, OverflowError) as exc:  # e.g. an integer of more than 4300 digits
+            line, col = _mark(node)
+            self.problems.append(Problem(self.path, line, col, f"value cannot be read: {str(exc)[:120]}"))
+            return None
+
+
+def _check_depth(text: str, path: str) -> None:
+    """Refuse nesting deeper than ``MAX_DEPTH`` before composing (PyYAML's composer recurses per level).
+
+    The event parser is a state machine, not recursive, so walking its events is safe at any depth.
+    """
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+                raise SpecError(
+                    [
+                        Problem(
+                            path,
+                            line,
+                            column,
+                            f"values are nested more than {MAX_DEPTH} levels deep: flatten the document",
+                        )
+                    ]
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _check_expansion(root: yaml.Node, path: str) -> None:
+    """Refuse recursive aliases and documents whose aliases expand to more than ``MAX_VALUES`` values.
+
+    PyYAML shares one node per anchor, so a 600-byte file can stand for billions of values (an "alias
+    bomb"); the expanded size is computed once per node (memoised), without expanding anything.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        ident = id(node)
+        if ident in sizes:
+            return sizes[ident]
+        if ident in active:
+            line, col = _mark(node)
+            raise SpecError([Problem(path, line, col, "a YAML alias refers to itself (recursive anchor)")])
+        active.add(ident)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        active.discard(ident)
+        sizes[ident] = total
+        if total > MAX_VALUES:
+            line, col = _mark(node)
+            raise SpecError(
+                [
+                    Problem(
+                        path,
+                        line,
+                        col,
+                        f"the document expands to more than {MAX_VALUES} values through YAML aliases: "
+                        "refused (an alias bomb?)",
+                    )
+                ]
+            )
+        return total
+
+    size(root)
 
 
 def parse_yaml_text(text: str, path: str) -> SourceDocument:
-    """Parse YAML text into a ``SourceDocument``; syntax errors become a ``SpecError`` with the position."""
+    """Parse YAML text into a ``SourceDocument``; syntax errors become a ``SpecError`` with the position.
+
+    Bounded: nesting deeper than ``MAX_DEPTH`` and alias expansion beyond ``MAX_VALUES`` are refused with
+    one located line, before anything is expanded.
+    """
     try:
+        _check_depth(text, path)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -93,6 +195,7 @@ def parse_yaml_text(text: str, path: str) -> SourceDocument:
         raise SpecError([Problem(path, 1, 1, f"invalid YAML: {exc}")]) from None
     if node is None:
         raise SpecError([Problem(path, 1, 1, "the file is empty: expected a YAML mapping")])
+    _check_expansion(node, path)
     builder = _Builder(path)
     try:
         data = builder.build(node, ())

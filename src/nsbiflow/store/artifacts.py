@@ -23,11 +23,26 @@ from typing import Any
 from pydantic import ValidationError
 
 from nsbiflow.errors import ArtifactNotFoundError, CorruptArtifactError, StoreError
+from nsbiflow.paths import UnsafePathError, check_input_file, confined, safe_relative
 from nsbiflow.store.backend import ObjectBackend
 from nsbiflow.store.digest import canonical_json, digest_bytes, digest_file, split_digest
 from nsbiflow.store.records import ArtifactRef, CacheEntry, RunManifest
 
 TREE_FORMAT = "nsbiflow/tree/v1"
+
+
+def _check_regular(path: Path, *, allow_dir: bool = False) -> None:
+    """Refuse a symbolic link or a special file (FIFO, socket, device) where a step wrote its output."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror}") from None
+    if stat.S_ISLNK(mode):
+        raise UnsafePathError(
+            f"output {path.name!r} is a symbolic link (to {os.readlink(path)!r}): steps must write regular files"
+        )
+    if not (stat.S_ISREG(mode) or (allow_dir and stat.S_ISDIR(mode))):
+        raise UnsafePathError(f"output {path.name!r} is not a regular file (a FIFO, socket or device)")
 
 
 def blob_key(digest: str) -> str:
@@ -52,9 +67,17 @@ class ArtifactStore:
         """Whether the blob exists (its content is checked when read)."""
         return self.backend.exists(blob_key(digest))
 
-    def put_file(self, path: str | Path) -> ArtifactRef:
-        """Store a file by content (no upload when the blob already exists)."""
+    def put_file(self, path: str | Path, *, follow_links: bool = False) -> ArtifactRef:
+        """Store a file by content (no upload when the blob already exists).
+
+        A step's output is never a symbolic link or a special file (``UnsafePathError``): following one would
+        store whatever it points at, outside the work directory. ``follow_links`` is for the user's own files.
+        """
         path = Path(path)
+        if not follow_links:
+            _check_regular(path)
+        else:
+            check_input_file(path, "input file")
         digest = digest_file(path)
         if not self.has_blob(digest):
             self.backend.put_file(blob_key(digest), path)
@@ -67,13 +90,19 @@ class ArtifactStore:
             self.backend.put_bytes(blob_key(digest), data)
         return digest
 
-    def put_tree(self, folder: str | Path) -> ArtifactRef:
-        """Store a directory: each file as a blob, then a tree manifest blob that lists them."""
+    def put_tree(self, folder: str | Path, *, follow_links: bool = False) -> ArtifactRef:
+        """Store a directory: each file as a blob, then a tree manifest blob that lists them.
+
+        Symbolic links and special files inside are refused unless ``follow_links`` (see ``put_file``).
+        """
         folder = Path(folder)
+        if not follow_links:
+            for path in folder.rglob("*"):
+                _check_regular(path, allow_dir=True)
         entries = []
         total = 0
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            ref = self.put_file(path)
+            ref = self.put_file(path, follow_links=follow_links)
             executable = bool(path.stat().st_mode & stat.S_IXUSR)
             entries.append(
                 {
@@ -89,9 +118,14 @@ class ArtifactStore:
         digest = self.put_bytes(canonical_json(manifest))
         return ArtifactRef(kind="dir", digest=digest, size=total, filename=folder.name)
 
-    def put(self, path: str | Path) -> ArtifactRef:
-        """Store a file or a directory."""
-        return self.put_tree(path) if Path(path).is_dir() else self.put_file(path)
+    def put(self, path: str | Path, *, follow_links: bool = False) -> ArtifactRef:
+        """Store a file or a directory (``follow_links``: see ``put_file``)."""
+        path = Path(path)
+        if not follow_links and path.is_symlink():
+            _check_regular(path)
+        if path.is_dir():
+            return self.put_tree(path, follow_links=follow_links)
+        return self.put_file(path, follow_links=follow_links)
 
     def _corrupt(self, digest: str, actual: str, content: Path | None = None) -> CorruptArtifactError:
         """The error for a blob whose content does not match its digest.
@@ -156,7 +190,7 @@ class ArtifactStore:
         """The parsed manifest of a directory artifact."""
         try:
             manifest = json.loads(self.read_blob(digest))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise CorruptArtifactError(f"blob {digest} is not a tree manifest") from None
         if not isinstance(manifest, dict) or manifest.get("format") != TREE_FORMAT:
             raise CorruptArtifactError(f"blob {digest} is not a tree manifest")
@@ -167,12 +201,20 @@ class ArtifactStore:
         destination = Path(destination)
         manifest = self.tree_manifest(digest)
         destination.mkdir(parents=True, exist_ok=True)
-        for folder in manifest.get("dirs", []):
-            (destination / folder).mkdir(parents=True, exist_ok=True)
+        try:
+            for folder in manifest.get("dirs", []):
+                safe_relative(folder, f"tree {digest} directory")
+            for entry in manifest["entries"]:
+                safe_relative(entry["path"], f"tree {digest} entry")
+            for folder in manifest.get("dirs", []):
+                confined(destination, folder, f"tree {digest} directory").mkdir(parents=True, exist_ok=True)
+        except (UnsafePathError, TypeError, KeyError) as exc:
+            raise CorruptArtifactError(f"tree {digest} is not a safe tree manifest: {exc}") from None
         for entry in manifest["entries"]:
-            target = destination / entry["path"]
-            if destination.resolve() not in target.resolve().parents:
-                raise CorruptArtifactError(f"tree {digest} has an unsafe path {entry['path']!r}")
+            try:
+                target = confined(destination, entry["path"], f"tree {digest} entry")
+            except UnsafePathError as exc:
+                raise CorruptArtifactError(f"tree {digest} has an unsafe path: {exc}") from None
             self.fetch_file(entry["digest"], target, quarantine=quarantine)
             if entry.get("executable"):
                 target.chmod(target.stat().st_mode | stat.S_IXUSR)
@@ -216,7 +258,7 @@ class ArtifactStore:
         data = self.backend.get_bytes(key)
         try:
             return json.loads(data)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise StoreError(f"{key} in {self.uri} is not valid JSON") from None
 
     def cache_lookup(self, step_key: str) -> CacheEntry | None:

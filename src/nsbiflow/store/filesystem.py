@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 from nsbiflow.errors import ArtifactNotFoundError, StoreError
+from nsbiflow.store.records import pid_alive
+
+PARTIAL_PREFIX = ".partial-"
+STALE_SECONDS = 24 * 3600
+"""A temporary whose writer cannot be identified is stale after this long."""
 
 
 class FilesystemBackend:
@@ -34,7 +41,7 @@ class FilesystemBackend:
     def _atomic(self, key: str, write: object) -> None:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=self.root / "tmp", prefix=".partial-")
+        fd, tmp_name = tempfile.mkstemp(dir=self.root / "tmp", prefix=self._partial_prefix())
         try:
             with os.fdopen(fd, "wb") as handle:
                 if isinstance(write, bytes):
@@ -50,6 +57,37 @@ class FilesystemBackend:
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
             raise
+
+    @staticmethod
+    def _partial_prefix() -> str:
+        # who is writing: a temporary whose writer (on this host) is gone is a killed upload's leftover
+        return f"{PARTIAL_PREFIX}{socket.gethostname().replace('-', '_')}-{os.getpid()}-"
+
+    def stale_temporaries(self, *, older_than: float = STALE_SECONDS) -> list[Path]:
+        """Temporaries under ``tmp/`` left by killed writers: the writer on this host is gone, or (writer
+        unknown) the temporary is older than ``older_than`` seconds."""
+        now = time.time()
+        host = socket.gethostname().replace("-", "_")
+        stale = []
+        for path in (self.root / "tmp").glob(".*"):
+            parts = path.name.removeprefix(PARTIAL_PREFIX).split("-")
+            try:
+                age = now - path.lstat().st_mtime
+            except OSError:
+                continue
+            if path.name.startswith(PARTIAL_PREFIX) and len(parts) >= 3 and parts[0] == host and parts[1].isdigit():
+                if not pid_alive(int(parts[1])):
+                    stale.append(path)
+            elif age > older_than:
+                stale.append(path)
+        return sorted(stale)
+
+    def clean_temporaries(self, *, older_than: float = STALE_SECONDS) -> list[Path]:
+        """Remove stale temporaries (see ``stale_temporaries``); returns what was removed."""
+        removed = self.stale_temporaries(older_than=older_than)
+        for path in removed:
+            path.unlink(missing_ok=True)
+        return removed
 
     def put_file(self, key: str, source: Path) -> None:
         """Copy ``source`` into the store under ``key`` atomically."""
@@ -80,6 +118,8 @@ class FilesystemBackend:
 
     def list(self, prefix: str) -> list[str]:
         """Keys under ``prefix`` (a folder-like prefix ending with '/', or a key prefix)."""
+        if prefix.startswith("/") or any(part in (".", "..") for part in prefix.split("/")):
+            raise StoreError(f"invalid store prefix {prefix!r}")
         base = self.root / prefix
         folder = base if prefix.endswith("/") else base.parent
         if not folder.is_dir():

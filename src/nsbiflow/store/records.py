@@ -76,15 +76,20 @@ class RunManifest(_Record):
     error: str | None = None
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (someone else's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
 def shown_status(manifest: RunManifest) -> str:
     """The run's status, or ``interrupted`` for one still marked running whose runner on this host is gone
     (killed before it could record an end; running it again resumes from the cache)."""
     if manifest.status != "running" or manifest.pid is None or manifest.host != socket.gethostname():
         return manifest.status
-    try:
-        os.kill(manifest.pid, 0)
-    except ProcessLookupError:
-        return "interrupted"
-    except PermissionError:  # alive, someone else's
-        pass
-    return manifest.status
+    return manifest.status if pid_alive(manifest.pid) else "interrupted"

@@ -15,21 +15,26 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from nsbiflow import __version__
 from nsbiflow.backends.local.progress import PlainProgress, Progress, progress_file
 from nsbiflow.backends.local.task import TaskResult, kill_running, run_task, utc_now
-from nsbiflow.engine.keys import code_identity, step_key
+from nsbiflow.engine.keys import step_code_identity, step_key
 from nsbiflow.engine.plan import Plan, PlannedStep
-from nsbiflow.errors import ExecutionError, StoreError, StoreUnavailableError
+from nsbiflow.errors import ExecutionError, NsbiflowError, StoreError, StoreUnavailableError
 from nsbiflow.store import ArtifactRef, ArtifactStore, RunManifest, StepRecord
 from nsbiflow.store.digest import canonical_json
+from nsbiflow.store.records import pid_alive
 
 MANIFEST_INTERVAL = 1.0
 """Seconds between progress writes of the run manifest (it is always written at the start and the end)."""
@@ -50,6 +55,71 @@ def machine_memory() -> float:
 
 def _safe_dirname(step_id: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in step_id)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Signals that stop a run cleanly: steps are killed, the manifest is finalised as ``interrupted``."""
+
+OWNER_FILE = ".owner"
+"""In a run's work-directory root: ``HOST PID`` of the runner (tells a killed run's leftovers apart)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """The runner got SIGINT, SIGTERM or SIGHUP (a KeyboardInterrupt, so it unwinds like Ctrl-C)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signal_name = signal.Signals(signum).name
+        super().__init__(self.signal_name)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP (what batch systems, systemd and ``timeout`` send) into ``RunInterrupted``.
+
+    Only the first signal interrupts; later ones are ignored while the run finalises its manifest. In a
+    thread other than the main one (where handlers cannot be installed) nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+
+    def _handler(signum: int, frame: FrameType | None) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        raise RunInterrupted(signum)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _handler)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _owner_gone(folder: Path) -> bool:
+    """Whether ``folder`` is a run's work root whose runner on this host is no longer alive."""
+    try:
+        host, pid = (folder / OWNER_FILE).read_text().split()
+        return host == socket.gethostname() and not pid_alive(int(pid))
+    except (OSError, ValueError):
+        return False
+
+
+def stale_workdirs(parent: Path) -> list[Path]:
+    """The work directories of killed runs (their runner on this host is gone) under ``parent``."""
+    if not parent.is_dir():
+        return []
+    return sorted(f for f in parent.iterdir() if f.is_dir() and not f.is_symlink() and _owner_gone(f))
+
+
+def clean_stale_workdirs(parent: Path) -> list[Path]:
+    """Remove the work directories of killed runs under ``parent``; returns them."""
+    removed = stale_workdirs(parent)
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return removed
 
 
 class LocalExecutor:
@@ -117,10 +187,23 @@ class LocalExecutor:
 
         Raises ``ExecutionError`` only when the run cannot go on at all (e.g. the store went away).
         """
-        run_id = run_id or new_run_id()
+        with stop_on_signals():
+            return self._run(plan, run_id or new_run_id())
+
+    def _run(self, plan: Plan, run_id: str) -> RunManifest:
         manifest = self._new_manifest(plan, run_id)
         self.store.write_manifest(manifest)
-        root = self.workdir_root or Path(tempfile.gettempdir()) / "nsbiflow" / run_id
+        runs_root = Path(tempfile.gettempdir()) / "nsbiflow"
+        root = self.workdir_root or runs_root / run_id
+        if self.workdir_root is None:
+            clean_stale_workdirs(runs_root)
+        with contextlib.suppress(OSError):
+            root.mkdir(parents=True, exist_ok=True)
+            (root / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+        cleaner = getattr(self.store.backend, "clean_temporaries", None)
+        if callable(cleaner):
+            with contextlib.suppress(StoreError, OSError):
+                cleaner()
         self.progress.start(plan, manifest)
         try:
             external = self._store_external_inputs(plan)
@@ -133,12 +216,22 @@ class LocalExecutor:
             with contextlib.suppress(StoreError):
                 self.store.write_manifest(manifest)
             raise ExecutionError(f"run {run_id} stopped: {exc}") from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            for sig in STOP_SIGNALS:  # a second signal must not cut the finalisation short
+                with contextlib.suppress(ValueError):
+                    signal.signal(sig, signal.SIG_IGN)
+            cause = exc.signal_name if isinstance(exc, RunInterrupted) else "SIGINT"
             manifest.status = "interrupted"
-            manifest.error = "interrupted by the user"
+            manifest.error = f"interrupted ({cause}); run again to resume: finished steps are kept"
             manifest.finished = utc_now()
-            self.store.write_manifest(manifest)
+            for record in manifest.steps.values():
+                if record.status == "running":
+                    record.status, record.error = "pending", f"stopped: the run was interrupted ({cause})"
+            with contextlib.suppress(StoreError):
+                self.store.write_manifest(manifest)
             self.progress.finish(manifest)
+            if not self.keep_workdirs and self.workdir_root is None:
+                shutil.rmtree(root, ignore_errors=True)
             raise
         failed = [r for r in manifest.steps.values() if r.status in ("failed", "skipped")]
         manifest.status = "failed" if failed else "succeeded"
@@ -148,6 +241,8 @@ class LocalExecutor:
         self.progress.finish(manifest)
         if not failed and not self.keep_workdirs and self.workdir_root is None:
             shutil.rmtree(root, ignore_errors=True)
+        else:  # kept for the failed steps' logs; no longer a killed run's leftovers
+            (root / OWNER_FILE).unlink(missing_ok=True)
         return manifest
 
     def _store_external_inputs(self, plan: Plan) -> dict[Path, ArtifactRef]:
@@ -156,7 +251,7 @@ class LocalExecutor:
             for sources in step.inputs.values():
                 for source in sources:
                     if source.path is not None and source.path not in refs:
-                        refs[source.path] = self.store.put(source.path)
+                        refs[source.path] = self.store.put(source.path, follow_links=True)  # the user's own file
         return refs
 
     def _input_refs(
@@ -194,7 +289,7 @@ class LocalExecutor:
                         if step_id not in resolved:
                             refs = self._input_refs(step, manifest, external)
                             if step.template not in identities:
-                                identities[step.template] = code_identity(step.definition, step.definition_path)
+                                identities[step.template] = step_code_identity(step)
                             digests = {n: [r.digest for r in rs] for n, rs in refs.items()}
                             key = step_key(step, digests, identities[step.template])
                             record = manifest.steps[step_id]
@@ -244,14 +339,20 @@ class LocalExecutor:
                         step, key, cpu, mem = running.pop(future)
                         used_cpu -= cpu
                         used_mem -= mem
-                        self._complete(manifest, step, future.result())
+                        self._complete(manifest, step, _result_of(future))
                     if time.monotonic() - last_write > MANIFEST_INTERVAL:  # the final write is in run()
                         self.store.write_manifest(manifest)
                         last_write = time.monotonic()
             except BaseException:
                 for future in running:
                     future.cancel()
-                kill_running()
+                # a worker may still be staging inputs and start its step after this: keep killing until
+                # every started task has returned, so no step outlives the run
+                unfinished = [f for f in running if not f.cancelled()]
+                while unfinished:
+                    kill_running()
+                    _, still = wait(unfinished, timeout=0.1)
+                    unfinished = list(still)
                 raise
 
     def _complete(self, manifest: RunManifest, step: PlannedStep, result: TaskResult) -> None:
@@ -286,6 +387,19 @@ class LocalExecutor:
             if len(present) == len(refs):
                 outputs[name] = present[0] if len(present) == 1 else present
         return outputs
+
+
+def _result_of(future: Future[TaskResult]) -> TaskResult:
+    """A task's result; an error a user can act on (an unsafe output, a corrupt input) fails only that step.
+
+    Store errors still stop the run (``run`` records it as interrupted): the store itself is unusable.
+    """
+    try:
+        return future.result()
+    except StoreError:
+        raise
+    except NsbiflowError as exc:
+        return TaskResult(False, error=str(exc))
 
 
 def check_store_reachable(store: ArtifactStore) -> None:

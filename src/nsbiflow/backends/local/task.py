@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nsbiflow.backends.local.lifeline import die_with_parent_hook
 from nsbiflow.backends.local.progress import PROGRESS_ENV, progress_file
 from nsbiflow.engine.contract import (
     command_line,
@@ -125,6 +126,7 @@ def _run_once(
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=die_with_parent_hook(),  # dies with the runner, even by SIGKILL (lifeline.py)
             )
         except FileNotFoundError:
             return None, f"command not found: {command[0]!r} (is the step's program installed and on PATH?)"
