@@ -308,7 +308,12 @@ def test_gpu_scenario_puts_gpu_steps_on_the_gpu_pool(rendered_scenarios: dict[st
     values = scenario_values("gpu")
     gpu_pool = values["nodePools"]["gpu"]
     templates = _step_templates(rendered_scenarios["gpu"])
-    on_gpu = set(gpu_pool["steps"])
+    asks_gpu = set()
+    for path in (REPO / "steps").glob("*/step.yaml"):
+        resources = (yaml.safe_load(path.read_text()) or {}).get("resources") or {}
+        if resources.get("gpu") or resources.get("node_pool") == "gpu":
+            asks_gpu.add(path.parent.name)
+    on_gpu = set(gpu_pool["steps"]) | asks_gpu  # the values' list, and every step whose step.yaml asks for a GPU
     assert "train-ratio" in on_gpu
     for name, wt in templates.items():
         (tpl,) = wt["spec"]["templates"]

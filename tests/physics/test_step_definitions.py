@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from nsbiflow.spec.models import StepDefinition
-from nsbiflow.stepcli.contract import registered_configs
+from nsbiflow.stepcli.main import registered_configs
 from nsbiflow.stepcli.parameters import parameter_specs, regenerate, stage_of, with_parameters
 
 REPO = Path(__file__).resolve().parents[2]

@@ -34,13 +34,6 @@ STAGE_CONFIGS: dict[str, type[BaseModel] | None] = {}
 """Stage name -> its registered parameter config (``None``: the stage takes no parameters)."""
 
 
-def registered_configs() -> dict[str, type[BaseModel] | None]:
-    """Every stage of ``nsbiflow-step`` with its config (imports the stage modules)."""
-    import nsbiflow.stepcli.main  # noqa: F401  (registers the stages)
-
-    return dict(STAGE_CONFIGS)
-
-
 def _split(option: str, item: str) -> tuple[str, str]:
     try:
         return split_assignment(option, item)

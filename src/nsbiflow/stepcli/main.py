@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import click
+from pydantic import BaseModel
 
+from nsbiflow.stepcli.contract import STAGE_CONFIGS
 from nsbiflow.stepcli.evaluation import calibrate, infer, limits
 from nsbiflow.stepcli.generate import generate, generate_data, load_events
 from nsbiflow.stepcli.reweighting import (
@@ -26,6 +28,15 @@ for command in (generate, generate_data, load_events, support, train_ratio, gath
     main.add_command(command)
 for command in (generate_objects, load_objects, train_reweighter, apply_reweighter, reweight_closure):
     main.add_command(command)
+
+
+def registered_configs() -> dict[str, type[BaseModel] | None]:
+    """Every stage of ``nsbiflow-step`` with its config.
+
+    It lives here, beside the imports of every stage module, and not in ``contract.py``: a stage's code
+    identity is its import closure (``engine/code.py``), and a stage must not depend on every other stage.
+    """
+    return dict(STAGE_CONFIGS)
 
 
 if __name__ == "__main__":  # pragma: no cover
