@@ -29,7 +29,8 @@ def simulator(toy: ToyModel, theta: float) -> Callable[[np.random.Generator], di
 
     def generate(rng: np.random.Generator) -> dict[str, Table]:
         n_s = rng.poisson(100.0)
-        n_b = rng.poisson(1000.0 * 1.05**theta)  # the normsys is exactly exponential at |theta| = 1
+        factor = 1.05**theta if theta >= 0 else 0.95 ** (-theta)  # the model's normsys (hi 1.05, lo 0.95)
+        n_b = rng.poisson(1000.0 * factor)
         x = np.concatenate([toy.sample("signal", n_s, rng), toy.sample("background", n_b, rng, alpha=theta)])
         return {"SR": toy_table(toy, "toy", x)}
 
