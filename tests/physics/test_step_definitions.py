@@ -81,10 +81,9 @@ def test_regeneration_is_refused_in_ci() -> None:
 
 
 def test_physics_configs_are_the_stage_configs_parents() -> None:
-    from nsbiflow.physics.configs import LimitsConfig, TrainConfig
+    from nsbiflow.physics.configs import TrainConfig
 
     assert issubclass(STAGES["train-ratio"], TrainConfig)  # type: ignore[arg-type]
-    assert issubclass(STAGES["limits"], LimitsConfig)  # type: ignore[arg-type]
 
 
 def test_stage_cli_does_not_import_heavy_modules() -> None:

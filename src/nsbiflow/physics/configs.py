@@ -1,6 +1,6 @@
 """The physics configs the stage programs extend (light: pydantic only, so ``nsbiflow-step`` imports fast).
 
-``TrainConfig`` (one ensemble chunk) and ``LimitsConfig`` (the statistical analysis) are declared here once;
+``TrainConfig`` (one ensemble chunk) is declared here once (the fit's settings are the ``fit`` stage's config);
 the stage configs in ``nsbiflow.stepcli`` subclass them, and ``steps/*/step.yaml`` is generated from those.
 """
 
@@ -49,19 +49,3 @@ class TrainConfig(BaseModel):
         if self.batch_size:
             return self.batch_size
         return WIDE_BATCH if max(self.hidden, default=0) >= WIDE_LAYER else NARROW_BATCH
-
-
-class LimitsConfig(BaseModel):
-    """Settings of the statistical analysis (the ``limits`` stage's config extends this one)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    nu_s: float = Field(100.0, gt=0, description="expected signal yield at mu = 1")
-    nu_b: float = Field(1000.0, gt=0, description="expected background yield")
-    mu_bounds: list[float] = Field(
-        default_factory=lambda: [-1.0, 4.0], min_length=2, max_length=2, description="range of the signal strength"
-    )
-    n_scan: int = Field(61, ge=5, description="points of the plotted scans")
-    hist_observable: str = Field("auto", description="observable of the histogram method; auto = most sensitive")
-    hist_bins: int = Field(20, ge=2)
-    support_bins: int = Field(5, ge=1, description="bins of the binned region outside the support")

@@ -6,7 +6,7 @@ import click
 from pydantic import BaseModel
 
 from nsbiflow.stepcli.contract import STAGE_CONFIGS
-from nsbiflow.stepcli.evaluation import calibrate, infer, limits
+from nsbiflow.stepcli.evaluation import calibrate, fit, infer
 from nsbiflow.stepcli.generate import generate, generate_data, load_events
 from nsbiflow.stepcli.reweighting import (
     apply_reweighter,
@@ -24,7 +24,7 @@ def main() -> None:
     """Stage programs of the NSBI chain; each reads its inputs and writes its outputs at the given paths."""
 
 
-for command in (generate, generate_data, load_events, support, train_ratio, gather_ensemble, calibrate, infer, limits):
+for command in (generate, generate_data, load_events, support, train_ratio, gather_ensemble, calibrate, fit, infer):
     main.add_command(command)
 for command in (generate_objects, load_objects, train_reweighter, apply_reweighter, reweight_closure):
     main.add_command(command)
