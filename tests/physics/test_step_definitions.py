@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 import nsbiflow.stepcli.evaluation as evaluation
 import nsbiflow.stepcli.generate as generate
+import nsbiflow.stepcli.offshell as offshell
 import nsbiflow.stepcli.training as training
 from nsbiflow.spec.models import StepDefinition
 
@@ -20,6 +21,7 @@ CONFIGS: dict[str, type[BaseModel]] = {
     "generate": generate.GenerateConfig,
     "generate-data": generate.DataConfig,
     "load-events": generate.LoadConfig,
+    "generate-offshell": offshell.GenerateOffshellConfig,
     "support": training.SupportConfig,
     "train-ratio": training.TrainRatioConfig,
     "gather-ensemble": BaseModel,

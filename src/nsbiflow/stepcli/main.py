@@ -6,6 +6,7 @@ import click
 
 from nsbiflow.stepcli.evaluation import calibrate, infer, limits
 from nsbiflow.stepcli.generate import generate, generate_data, load_events
+from nsbiflow.stepcli.offshell import generate_offshell
 from nsbiflow.stepcli.training import gather_ensemble, support, train_ratio
 
 
@@ -17,6 +18,7 @@ def main() -> None:
 
 for command in (generate, generate_data, load_events, support, train_ratio, gather_ensemble, calibrate, infer, limits):
     main.add_command(command)
+main.add_command(generate_offshell)
 
 
 if __name__ == "__main__":  # pragma: no cover
