@@ -13,6 +13,17 @@ from nsbiflow.spec.yaml_source import SourceDocument
 STEPS_PATH_ENV = "NSBIFLOW_STEPS_PATH"
 
 
+def shipped_steps() -> Path:
+    """The catalog shipped with the package: ``nsbiflow/_catalog/steps`` in a wheel, or -- in an editable
+    install, where the wheel's copy does not exist -- the ``steps/`` folder of the source checkout."""
+    package = Path(__file__).resolve().parents[1]
+    wheel = package / "_catalog" / "steps"
+    checkout = package.parents[1]  # <checkout>/src/nsbiflow
+    if not wheel.is_dir() and (checkout / "pyproject.toml").is_file() and (checkout / "steps").is_dir():
+        return checkout / "steps"
+    return wheel
+
+
 @dataclass
 class CatalogEntry:
     """A loaded step definition and where it came from."""
@@ -36,7 +47,7 @@ class StepCatalog:
         here = Path(workflow_file).resolve().parent
         dirs: list[Path] = list(extra or [])
         dirs += [Path(p) for p in os.environ.get(STEPS_PATH_ENV, "").split(os.pathsep) if p]
-        dirs += [here / "steps", here.parent / "steps", Path(__file__).resolve().parents[1] / "_catalog" / "steps"]
+        dirs += [here / "steps", here.parent / "steps", shipped_steps()]
         return cls(search_path=[d for d in dirs if d.is_dir()])
 
     def find(self, name: str) -> CatalogEntry | None:
