@@ -2,7 +2,9 @@
 
 A coefficient such as ``mu - sqrt(mu)`` or ``1 - sqrt(mu)`` is parsed once with the standard ``ast`` module
 and checked node by node: numbers, parameter names, ``+ - * / **``, unary minus and the functions ``sqrt``,
-``exp``, ``log`` and ``abs``. Nothing else is accepted, so a model file cannot run code.
+``exp``, ``log`` and ``abs``. Nothing else is accepted, so a model file cannot run code. ``sqrt`` and ``log``
+clamp their argument at a tiny positive floor, so a coefficient such as ``sqrt(mu)`` has a finite value and
+gradient at (and below) the bound ``mu = 0``.
 
 Why not the engine's ``${{ }}`` evaluator (``nsbiflow.engine.expressions``): physics must not import the
 engine (layering, DESIGN.md), and a coefficient is evaluated differently -- on torch tensors, thousands of
@@ -29,9 +31,21 @@ class ExpressionError(ValueError):
     """An expression is not in the allowed subset; the message says what is wrong."""
 
 
+_SQRT_FLOOR = 1e-10  # sqrt(mu) at the bound mu = 0: finite slope (5e4) instead of an infinite gradient
+_LOG_FLOOR = 1e-300
+
+
 def _call(name: str, value: Any) -> Any:
     if isinstance(value, torch.Tensor):
+        if name == "sqrt":
+            return torch.sqrt(torch.clamp(value, min=_SQRT_FLOOR))
+        if name == "log":
+            return torch.log(torch.clamp(value, min=_LOG_FLOOR))
         return getattr(torch, name)(value)
+    if name == "sqrt":
+        return math.sqrt(max(float(value), _SQRT_FLOOR))
+    if name == "log":
+        return math.log(max(float(value), _LOG_FLOOR))
     return getattr(math, "fabs" if name == "abs" else name)(value)
 
 
