@@ -47,10 +47,10 @@ class UserTruth:
         return tuple(MIXTURES)
 
     def nuisances(self) -> Sequence[str]:
-        return ("jes",)
+        return ("alpha_jes",)  # named as the model's parameter (the model has no truth section to map it)
 
     def mixture(self, process: str, nuisances: Mapping[str, float] | None = None) -> list[Component]:
-        alpha = float((nuisances or {}).get("jes", 0.0))
+        alpha = float((nuisances or {}).get("alpha_jes", 0.0))
         if process.startswith("ttbar_jes_"):
             process, alpha = "ttbar", alpha + (1.0 if process.endswith("_up") else -1.0)
         if process != "ttbar":
@@ -89,7 +89,7 @@ def observed(rng: np.random.Generator, mu: float = 1.0, jes: float = 0.0) -> np.
     parts = []
     for process, nu in YIELDS.items():
         n = int(rng.poisson(nu * (mu if process == "tth" else 1.0)))
-        parts.append(_draw(truth.mixture(process, {"jes": jes}), n, rng))
+        parts.append(_draw(truth.mixture(process, {"alpha_jes": jes}), n, rng))
     x = np.concatenate(parts)
     return x[rng.permutation(len(x))]
 
@@ -170,7 +170,8 @@ def workflow(fit_step: bool = True) -> str:
         "    default: [[tth, reference], [ttbar, reference], [wjets, reference],",
         "              [ttbar_jes_up, ttbar], [ttbar_jes_down, ttbar]]",
         "outputs:",
-        "  results: fit.results" if fit_step else "  ratios: infer.ratios",
+        "  ratios: infer.ratios",
+        *(["  results: fit.results"] if fit_step else []),
         "steps:",
     ]
     for name in (*SAMPLES, "data"):
