@@ -218,6 +218,7 @@ def workflow(fit_step: bool = True) -> str:
             "    inputs:",
             "      model: {path: model.yaml}",
             "      ratios: [infer.ratios]",
+            "      events: [load-ttbar_jes_up.holdout, load-ttbar_jes_down.holdout]  # the histogram method's",
         ]
     return "\n".join(lines) + "\n"
 
