@@ -102,6 +102,17 @@ def amplitude_product(a: Sequence[AmplitudeTerm], b: Sequence[AmplitudeTerm]) ->
     return out
 
 
+def amplitude_square(a: Sequence[AmplitudeTerm]) -> list[Component]:
+    """The signed mixture ``|A(z)|^2``, each cross term once (``2 c_j c_k g_j g_k``): n(n+1)/2 Gaussians."""
+    out = []
+    for j, s in enumerate(a):
+        for k in range(j, len(a)):
+            t = a[k]
+            c = sqrt_gaussian_product(s.mean, s.cov, t.mean, t.cov)
+            out.append(Component((1.0 if j == k else 2.0) * s.coef * t.coef * c.weight, c.mean, c.cov))
+    return out
+
+
 def mixture_integral(mixture: Sequence[Component]) -> float:
     """The integral of a signed mixture (the sum of its weights)."""
     return float(sum(c.weight for c in mixture))
@@ -115,8 +126,8 @@ def scaled(mixture: Sequence[Component], factor: float) -> list[Component]:
 def gauss_pdf(x: FloatArray, mean: FloatArray, cov: FloatArray) -> FloatArray:
     """The multivariate normal density at the rows of ``x``."""
     chol = np.linalg.cholesky(cov)
-    diff = np.linalg.solve(chol, (x - mean).T)
-    maha = np.sum(diff**2, axis=0)
+    z = (x - mean) @ np.linalg.inv(chol).T  # whitened: a (d x d) inverse, then one matrix product
+    maha = np.einsum("ij,ij->i", z, z)
     logdet = 2.0 * np.sum(np.log(np.diag(chol)))
     return np.asarray(np.exp(-0.5 * (maha + logdet + x.shape[1] * np.log(2 * np.pi))))
 
@@ -198,8 +209,8 @@ class Offshell:
         a1 = float(np.sqrt(cfg.nu_ggZZ / (1.0 + rho**2 - 2.0 * rho * k12)))
         self.continuum_amplitude = [AmplitudeTerm(a1, m1, c1), AmplitudeTerm(-rho * a1, m2, c2)]
         self._latent: dict[str, list[Component]] = {
-            "ggH": amplitude_product(self.signal_amplitude, self.signal_amplitude),
-            "ggZZ": amplitude_product(self.continuum_amplitude, self.continuum_amplitude),
+            "ggH": amplitude_square(self.signal_amplitude),
+            "ggZZ": amplitude_square(self.continuum_amplitude),
             "interference": scaled(amplitude_product(self.signal_amplitude, self.continuum_amplitude), 2.0),
             "SBI": self._gg_unnormalised(1.0),
             "qqZZ": [
@@ -245,8 +256,7 @@ class Offshell:
 
     def _gg_unnormalised(self, mu: float) -> list[Component]:
         amp = [AmplitudeTerm(np.sqrt(mu) * t.coef, t.mean, t.cov) for t in self.signal_amplitude]
-        total = amp + self.continuum_amplitude
-        return amplitude_product(total, total)
+        return amplitude_square(amp + self.continuum_amplitude)
 
     def resolve(self, process: str, nuisances: Mapping[str, float] | None = None) -> tuple[str, dict[str, float]]:
         """Split ``<process>_<nuisance>_up|down`` into the base process and its nuisance values."""
