@@ -29,9 +29,23 @@ def test_user_analysis_runs_outside_the_repository_and_matches_the_exact_interva
     env = {k: v for k, v in os.environ.items() if k != "NSBIFLOW_STEPS_PATH"}
     nsbiflow = str(Path(sys.executable).parent / "nsbiflow")
     run = subprocess.run(
-        [nsbiflow, "run", workflow.name, "--store", str(tmp_path / "store"), "--results", str(tmp_path / "out"),
-         "--workdir", str(tmp_path / "work")],
-        cwd=folder, env=env, capture_output=True, text=True, check=False, timeout=600,
+        [
+            nsbiflow,
+            "run",
+            workflow.name,
+            "--store",
+            str(tmp_path / "store"),
+            "--results",
+            str(tmp_path / "out"),
+            "--workdir",
+            str(tmp_path / "work"),
+        ],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     results = json.loads(next((tmp_path / "out").rglob("results.json")).read_text())
@@ -40,8 +54,9 @@ def test_user_analysis_runs_outside_the_repository_and_matches_the_exact_interva
     # the exact likelihood: the same model, events and yields, with the user's truth densities
     ratios = next(p.parent for p in (tmp_path / "out").rglob("inference.json"))
     tables, _ = read_samples([ratios])
-    exact = analyse(Likelihood(load_model(folder / "model.yaml"), tables, "exact", UserTruth()),
-                    with_cls=False, with_impacts=False)["pois"]["mu"]
+    exact = analyse(
+        Likelihood(load_model(folder / "model.yaml"), tables, "exact", UserTruth()), with_cls=False, with_impacts=False
+    )["pois"]["mu"]
     ratio = nsbi["width_68"] / exact["width_68"]
     assert abs(ratio - 1.0) < 0.05, (nsbi, exact["interval_68"], ratio)
     assert abs(nsbi["mu_hat"] - exact["hat"]) < 0.25 * exact["width_68"]
