@@ -76,19 +76,30 @@ def _interference_model(bounds: list[float]) -> dict:
         "kind": "Model",
         "metadata": {"name": "interference"},
         "parameters": {"mu": {"poi": True, "init": 1.0, "bounds": bounds}},
-        "ratios": {"s": {"numerator": "s", "denominator": "ref"}, "i": {"numerator": "i", "denominator": "ref"},
-                   "b": {"numerator": "b", "denominator": "ref"}},
-        "regions": {"SR": {"type": "unbinned", "data": "observed", "reference": "ref", "processes": {
-            "s": {"sample": "s", "ratio": "s", "yield": 50.0, "coefficient": "mu"},
-            "i": {"sample": "i", "ratio": "i", "yield": -30.0, "coefficient": "sqrt(mu)"},
-            "b": {"sample": "b", "ratio": "b", "yield": 500.0, "coefficient": "1"},
-        }}},
+        "ratios": {
+            "s": {"numerator": "s", "denominator": "ref"},
+            "i": {"numerator": "i", "denominator": "ref"},
+            "b": {"numerator": "b", "denominator": "ref"},
+        },
+        "regions": {
+            "SR": {
+                "type": "unbinned",
+                "data": "observed",
+                "reference": "ref",
+                "processes": {
+                    "s": {"sample": "s", "ratio": "s", "yield": 50.0, "coefficient": "mu"},
+                    "i": {"sample": "i", "ratio": "i", "yield": -30.0, "coefficient": "sqrt(mu)"},
+                    "b": {"sample": "b", "ratio": "b", "yield": 500.0, "coefficient": "1"},
+                },
+            }
+        },
     }
 
 
 def test_negative_interference_coefficients_fit_and_never_nan() -> None:
     """A destructive interference term (negative yield, coefficient sqrt(mu)); a density <= 0 is penalised."""
     rng = np.random.default_rng(3)
+
     # 1-D: reference uniform on [0, 1]; s ~ peak, i ~ same peak (negative contribution), b flat
     def dens(kind: str, x: np.ndarray) -> np.ndarray:
         peak = np.exp(-0.5 * ((x - 0.5) / 0.05) ** 2) / (0.05 * math.sqrt(2 * math.pi))
@@ -99,8 +110,12 @@ def test_negative_interference_coefficients_fit_and_never_nan() -> None:
         return Table(name, cols)
 
     peak = np.clip(rng.normal(0.5, 0.05, 4000), 0, 1)
-    tables = {"s": table("s", peak), "i": table("i", peak), "b": table("b", rng.uniform(0, 1, 4000)),
-              "ref": table("ref", rng.uniform(0, 1, 4000))}
+    tables = {
+        "s": table("s", peak),
+        "i": table("i", peak),
+        "b": table("b", rng.uniform(0, 1, 4000)),
+        "ref": table("ref", rng.uniform(0, 1, 4000)),
+    }
     # data at mu = 1: the peak carries 50 - 30 = 20 events over 500 flat ones
     x = np.concatenate([rng.uniform(0, 1, rng.poisson(500)), np.clip(rng.normal(0.5, 0.05, rng.poisson(20)), 0, 1)])
     tables["observed"] = table("observed", x)
@@ -117,3 +132,24 @@ def test_negative_interference_coefficients_fit_and_never_nan() -> None:
     best2 = fit.minimise(like2)
     assert math.isfinite(best2.twice_nll)
     assert best2.nonpositive == 0  # the fit stays where every observed event has a positive density
+
+
+def test_mcstat_adds_an_implicit_nuisance_and_is_normalised(toy_model, toy_tables) -> None:
+    """``mcstat`` moves every event's ratio by its ensemble spread; the yield follows (E_p[exp(theta s)])."""
+    data = toy_model.model_dump(by_alias=True, exclude_none=True)
+    data["regions"]["SR"]["processes"]["background"]["modifiers"].append({"type": "mcstat"})
+    tables = {}
+    for name, t in toy_tables.items():
+        cols = dict(t.columns)
+        cols["logr_background_std"] = 0.02 + 0.01 * np.abs(cols["x0"])
+        tables[name] = Table(name, cols, t.meta)
+    like = Likelihood(model_from_data(data), tables)
+    assert like.parameters.names[-1] == "mcstat_SR_background"
+    sr = like.regions[0]
+    theta = like.point({"mcstat_SR_background": 1.5, "mu": 0.0})
+    spread = tables["background"].col("logr_background_std")
+    inside = tables["background"].in_support
+    expected = 1000.0 * np.mean(np.exp(1.5 * spread) * inside)
+    assert float(sr.rates(theta, like.scope(theta))[0]) == pytest.approx(expected, rel=1e-10)
+    best = fit.minimise(like)
+    assert best.converged and abs(best.x[-1]) < 3

@@ -160,7 +160,7 @@ def _terms(process: Process, ctx: modifiers.Context) -> tuple[list[Any], list[An
             bins.append(term)
         else:
             yields.append(term)
-    return yields, events, bins
+    return modifiers.group(yields), modifiers.group(events), bins
 
 
 # -- the exact densities, differentiated by finite differences -------------------------------------------
@@ -266,7 +266,7 @@ class UnbinnedTerm:
             self.norm_blocks.append((w, onehot, prepared, x))
         self.data_block: Block | None = None
         self.counts = torch.zeros(0, dtype=torch.float64)
-        self._constant: dict[tuple[str | None, int], tuple[FloatArray, torch.Tensor]] = {}
+        self._constant: dict[str | None, tuple[FloatArray, torch.Tensor]] = {}
 
     # -- inputs
     def _x(self, table: Table) -> FloatArray:
@@ -332,11 +332,12 @@ class UnbinnedTerm:
                 self.truth.density(process, x, dict(zip(names, map(float, values), strict=True))), dtype=np.float64
             )
 
-        if not indices:  # independent of the parameters: evaluated once per event set
-            key = (process, id(x))
-            if key not in self._constant:
-                self._constant[key] = (x, torch.from_numpy(density(np.zeros(0))))
-            return self._constant[key][1]
+        if not indices:  # independent of the parameters: evaluated once per event set (the last one kept)
+            cached = self._constant.get(process)
+            if cached is None or cached[0] is not x:
+                cached = (x, torch.from_numpy(density(np.zeros(0))))
+                self._constant[process] = cached
+            return cached[1]
         return _Exact.apply(theta[indices], density)
 
     def _density_signed(self, term: ProcessTerm, theta: torch.Tensor, block: Block) -> torch.Tensor:
@@ -429,9 +430,9 @@ def _join_prepared(parts: Sequence[Any], first: Any) -> Any:
     if isinstance(first, torch.Tensor):
         return torch.cat(list(parts))
     joined = copy.copy(first)
-    for attr in ("log_up", "log_down"):
-        setattr(joined, attr, torch.cat([getattr(p, attr) for p in parts]))
-    joined.coefficients = torch.cat([p.coefficients for p in parts], dim=1)
+    for attr in ("log_up", "log_down"):  # Code4Batch: (S, n) and (S, 6, n)
+        setattr(joined, attr, torch.cat([getattr(p, attr) for p in parts], dim=1))
+    joined.coefficients = torch.cat([p.coefficients for p in parts], dim=2)
     return joined
 
 
