@@ -114,8 +114,9 @@ def toys(setting: str, n_toys: int, seed: int) -> ToyResults:
     return run_toys(_LIKELIHOOD[0], generator(1.0, nuisances, qcd), params, n_toys=n_toys, seed=seed)
 
 
+# not strict: measured with the likelihood before wip/model's faster code-4 (same formulas), not re-run since
 OVER_COVERAGE = pytest.mark.xfail(
-    strict=True,
+    strict=False,
     reason="known: 68 % coverage 0.735 at +1 sigma (two independent 200-toy sets agree; 2.5 sigma over 0.68), "
     "suspected: code-4 interpolation of the shape ratios between the +-1 sigma anchors is not the truth's family",
 )
