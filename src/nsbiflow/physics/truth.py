@@ -58,7 +58,7 @@ TruthFactory = Callable[[Mapping[str, Any]], Truth]
 
 _REGISTRY: dict[str, TruthFactory] = {}
 # simulators bundled with nsbiflow, imported on first use (their modules call ``register``)
-_BUNDLED: dict[str, str] = {}
+_BUNDLED: dict[str, str] = {"offshell": "nsbiflow.physics.offshell"}
 
 
 def register(name: str, factory: TruthFactory, *, replace: bool = False) -> None:

@@ -15,10 +15,14 @@ STEPS_PATH_ENV = "NSBIFLOW_STEPS_PATH"
 
 
 def shipped_steps() -> Path:
-    """The catalog shipped with nsbiflow: inside the wheel, or the checkout's ``steps/`` for an editable install."""
+    """The catalog shipped with the package: ``nsbiflow/_catalog/steps`` in a wheel, or -- in an editable
+    install, where the wheel's copy does not exist -- the ``steps/`` folder of the source checkout."""
     package = Path(__file__).resolve().parents[1]
     wheel = package / "_catalog" / "steps"
-    return wheel if wheel.is_dir() else package.parents[1] / "steps"
+    checkout = package.parents[1]  # <checkout>/src/nsbiflow
+    if not wheel.is_dir() and (checkout / "pyproject.toml").is_file() and (checkout / "steps").is_dir():
+        return checkout / "steps"
+    return wheel
 
 
 @dataclass

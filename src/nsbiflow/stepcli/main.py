@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from nsbiflow.stepcli.contract import STAGE_CONFIGS
 from nsbiflow.stepcli.evaluation import calibrate, fit, infer
 from nsbiflow.stepcli.generate import generate, generate_data, load_events
+from nsbiflow.stepcli.offshell import generate_offshell
 from nsbiflow.stepcli.reweighting import (
     apply_reweighter,
     generate_objects,
@@ -28,6 +29,7 @@ for command in (generate, generate_data, load_events, support, train_ratio, gath
     main.add_command(command)
 for command in (generate_objects, load_objects, train_reweighter, apply_reweighter, reweight_closure):
     main.add_command(command)
+main.add_command(generate_offshell)
 
 
 def registered_configs() -> dict[str, type[BaseModel] | None]:
