@@ -7,7 +7,7 @@ import importlib
 from nsbiflow.cli.app import cli
 
 COMMAND_MODULES = ("nsbiflow.cli.local", "nsbiflow.cli.compile")
-OPTIONAL_COMMAND_MODULES = ("nsbiflow.cli.cluster", "nsbiflow.cli.archive")
+OPTIONAL_COMMAND_MODULES = ("nsbiflow.cli.cluster", "nsbiflow.cli.archive", "nsbiflow.cli.serve", "nsbiflow.cli.fit")
 
 
 def _register() -> None:

@@ -1,0 +1,41 @@
+"""The service's errors: each one becomes an HTTP status and one line of ``detail``."""
+
+from __future__ import annotations
+
+from nsbiflow.errors import NsbiflowError
+
+
+class ServiceError(NsbiflowError):
+    """A request cannot be served; ``status`` is the HTTP status it maps to."""
+
+    status = 400
+
+
+class ModelNotFoundError(ServiceError):
+    """No model by that reference in the store."""
+
+    status = 404
+
+
+class BadModelError(ServiceError):
+    """A model document is not a model any backend can load (or is too large)."""
+
+    status = 422
+
+
+class BackendUnavailableError(ServiceError):
+    """The backend a model needs is not available in this installation."""
+
+    status = 501
+
+
+class JobNotFoundError(ServiceError):
+    """No job by that id (finished jobs are kept for a while, then forgotten)."""
+
+    status = 404
+
+
+class TooLargeError(ServiceError):
+    """A request body or a model is over the configured limit."""
+
+    status = 413
