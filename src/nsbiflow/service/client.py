@@ -25,6 +25,8 @@ from nsbiflow.errors import NsbiflowError
 SERVER_ENV = "NSBIFLOW_FIT_SERVER"
 TOKEN_ENV = "NSBIFLOW_FIT_TOKEN"
 TOKEN_FILE_ENV = "NSBIFLOW_FIT_TOKEN_FILE"
+PATHS = {"fit": "/v1/fit", "hypotest": "/v1/hypotest", "upper-limit": "/v1/upper-limit", "scan": "/v1/scan",
+         "batch": "/v1/batch"}
 
 
 class FitServiceError(NsbiflowError):
@@ -138,6 +140,12 @@ class FitClient:
         else:
             body["patches"] = patches
         return self._request("POST", "/v1/batch", body)
+
+    def call(self, kind: str, body: dict[str, Any]) -> Any:
+        """Any request by kind (``fit``, ``hypotest``, ``upper-limit``, ``scan``, ``batch``) with its JSON body."""
+        if kind not in PATHS:
+            raise FitServiceError(f"unknown request kind {kind!r} (kinds: {', '.join(PATHS)})")
+        return self._request("POST", PATHS[kind], body)
 
     def submit(self, kind: str, request: dict[str, Any]) -> str:
         """Start any request as a background job; its id."""
