@@ -25,7 +25,7 @@ from nsbiflow.errors import NsbiflowError
 from nsbiflow.service import worker
 from nsbiflow.service.auth import TokenChecker
 from nsbiflow.service.backends import backend
-from nsbiflow.service.errors import ServiceError
+from nsbiflow.service.errors import ServiceError, http_status
 from nsbiflow.service.jobs import Job, JobManager
 from nsbiflow.service.limits import BodySizeLimit
 from nsbiflow.service.pool import FitPool
@@ -261,9 +261,7 @@ def create_app(settings: ServiceSettings, store: ArtifactStore | None = None) ->
 
     @app.exception_handler(NsbiflowError)
     async def on_error(request: Request, exc: NsbiflowError) -> JSONResponse:
-        status = exc.status if isinstance(exc, ServiceError) else 404 if "not found" in type(exc).__name__.lower() \
-            else 400
-        return JSONResponse(status_code=status, content={"detail": str(exc).splitlines()[0]})
+        return JSONResponse(status_code=http_status(exc), content={"detail": str(exc).splitlines()[0]})
 
     auth = [Depends(authorized)]
 
@@ -371,6 +369,15 @@ class _WrappedValidation(Exception):
     def __init__(self, error: ValidationError) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document of the API (what ``service/openapi.json`` holds; no server or store needed)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        document: dict[str, Any] = create_app(ServiceSettings(no_auth=True), open_store(scratch)).openapi()
+    return document
 
 
 def asgi(settings: ServiceSettings, store: ArtifactStore | None = None) -> BodySizeLimit:

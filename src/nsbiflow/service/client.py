@@ -59,7 +59,7 @@ class FitClient:
         self.close()
 
     # -- plumbing ----------------------------------------------------------------------------------
-    def _request(self, method: str, path: str, body: Any = None) -> Any:
+    def _request(self, method: str, path: str, body: Any = None, *, follow: bool = True) -> Any:
         try:
             response = self._http.request(method, path, json=body)
         except httpx.HTTPError as exc:
@@ -71,7 +71,7 @@ class FitClient:
                 detail = response.text.strip()[:200]
             raise FitServiceError(f"fit service: {response.status_code}: {detail}", response.status_code)
         data = response.json()
-        if response.status_code == 202:
+        if response.status_code == 202 and follow:
             return self.wait(data["job_id"])
         return data
 
@@ -83,7 +83,8 @@ class FitClient:
             if status["status"] == "done":
                 return status["result"]
             if status["status"] == "failed":
-                raise FitServiceError(f"fit service: job {job_id} failed: {status['error']}")
+                raise FitServiceError(f"fit service: job {job_id} failed: {status['error']}",
+                                      int(status.get("error_status") or 0))
             if time.monotonic() > deadline:
                 raise FitServiceError(f"fit service: job {job_id} still running after {self.timeout:.0f} s")
             time.sleep(self.poll_s)
@@ -149,19 +150,12 @@ class FitClient:
 
     def submit(self, kind: str, request: dict[str, Any]) -> str:
         """Start any request as a background job; its id."""
-        job_id: str = self._request("POST", "/v1/jobs", {"kind": kind, "request": request})["job_id"]
+        job_id: str = self._request("POST", "/v1/jobs", {"kind": kind, "request": request}, follow=False)["job_id"]
         return job_id
 
     def job(self, job_id: str) -> Any:
         """A job's status."""
-        try:
-            response = self._http.get(f"/v1/jobs/{job_id}")
-        except httpx.HTTPError as exc:
-            raise FitServiceError(f"fit service at {self.url} unreachable: {exc}") from None
-        if response.status_code >= 400:
-            raise FitServiceError(f"fit service: {response.status_code}: {response.json().get('detail')}",
-                                  response.status_code)
-        return response.json()
+        return self._request("GET", f"/v1/jobs/{job_id}", follow=False)
 
 
 def read_token(token: str | None = None, token_file: str | None = None) -> str | None:

@@ -39,3 +39,16 @@ class TooLargeError(ServiceError):
     """A request body or a model is over the configured limit."""
 
     status = 413
+
+
+def http_status(error: NsbiflowError) -> int:
+    """The HTTP status of any nsbiflow error (a store that cannot be reached is 503)."""
+    from nsbiflow.errors import ArtifactNotFoundError, StoreUnavailableError
+
+    if isinstance(error, ServiceError):
+        return error.status
+    if isinstance(error, ArtifactNotFoundError) or type(error).__name__.endswith("NotFoundError"):
+        return 404
+    if isinstance(error, StoreUnavailableError):
+        return 503
+    return 400

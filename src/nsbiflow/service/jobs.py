@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from nsbiflow.errors import NsbiflowError, StoreError
-from nsbiflow.service.errors import JobNotFoundError
+from nsbiflow.service.errors import JobNotFoundError, http_status
 from nsbiflow.service.schemas import JobStatus
 from nsbiflow.store import ArtifactStore
 
@@ -56,6 +56,7 @@ class Job:
             created=self.created, finished=self.finished,
             result=self.result.model_dump(mode="json") if self.result is not None else None,
             error=str(self.error) if self.error is not None else None,
+            error_status=None if self.error is None else http_status(self.error),
         )
 
 

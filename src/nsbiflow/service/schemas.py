@@ -6,17 +6,28 @@ A model is named by a *reference*, never by a path: ``sha256:<64 hex>`` (a model
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 DIGEST_PATTERN = r"sha256:[0-9a-f]{64}"
 ARCHIVE_REF_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}(@[0-9a-f]{4,64})?(:[A-Za-z0-9][A-Za-z0-9._/-]{0,199})?"
 MODEL_REF_PATTERN = rf"^({DIGEST_PATTERN}|{ARCHIVE_REF_PATTERN})$"
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
 
+
+
+def _whole_digest(ref: str) -> str:
+    """``sha256:`` always starts a digest, never an archive name (``sha256:abc`` is a truncated digest)."""
+    if ref.lower().startswith("sha256:") and not re.fullmatch(DIGEST_PATTERN, ref):
+        raise ValueError("a model digest is sha256: followed by 64 lowercase hex digits")
+    return ref
+
+
 ModelRef = Annotated[
     str,
+    AfterValidator(_whole_digest),
     Field(
         pattern=MODEL_REF_PATTERN,
         description="sha256:<digest> of a model in the store, or <archive>[@<digest prefix>][:<result>]",
@@ -307,6 +318,7 @@ class JobStatus(_Schema):
     finished: str | None = None
     result: Any = None
     error: str | None = None
+    error_status: int | None = Field(None, description="the HTTP status the error would have had")
 
 
 class JobAccepted(_Schema):
