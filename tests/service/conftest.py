@@ -106,3 +106,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def write_json(path: Path, value: Any) -> Path:
     path.write_text(json.dumps(value))
     return path
+
+
+# the chart fixtures of tests/deploy (real Helm through helm-python-sdk), shared rather than copied
+from ..deploy.conftest import chart, helm, render  # noqa: E402, F401
