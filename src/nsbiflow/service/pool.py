@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import threading
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -12,6 +13,8 @@ from typing import Any
 from nsbiflow.service import worker
 from nsbiflow.service.errors import ServiceError
 from nsbiflow.service.schemas import Result
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class FitPool:
@@ -25,6 +28,10 @@ class FitPool:
         self.ready = False
 
     def _new(self) -> Executor:
+        # One BLAS thread per worker process (the workers are the parallelism; more threads only contend).
+        # Children read these at their first numpy import; an explicit setting of the operator wins.
+        for variable in THREAD_VARIABLES:
+            os.environ.setdefault(variable, "1")
         if self.workers == 0:
             return ThreadPoolExecutor(1, initializer=worker.initialize, initargs=(self.warm_models,))
         return ProcessPoolExecutor(

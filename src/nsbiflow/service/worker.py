@@ -45,8 +45,7 @@ class Task:
 
 
 def initialize(warm_models: int = 16) -> None:
-    """Worker start-up: import the fitting stack once and use one CPU thread (workers are the parallelism)."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    """Worker start-up: import the fitting stack once (the pool sets one BLAS thread per worker)."""
     _SETTINGS["warm_models"] = warm_models
     import pyhf
 
