@@ -16,6 +16,7 @@ from nsbiflow.stepcli.main import main
 # small networks gain nothing from intra-op threads, and spin-waiting threads crawl on a loaded machine
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+TOY_MODEL = Path(__file__).resolve().parents[2] / "workflows" / "models" / "toy.yaml"
 PROCESSES = ("signal", "background", "background_up", "background_down", "reference")
 LABELS = ("signal", "background", "background_up", "background_down")
 DENOMINATOR = {
@@ -117,7 +118,7 @@ def train(chain: Chain, label: str, chunk: int, out: Path, **extra: object) -> P
 
 @pytest.fixture(scope="session")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
-    """The whole chain on a CI-small toy: generate, support, train (2 chunks), gather, calibrate, infer, limits."""
+    """The whole chain on a CI-small toy: generate, support, train (2 chunks), gather, calibrate, infer, fit."""
     root = tmp_path_factory.mktemp("chain")
     c = Chain(root, seed=3)
     for process in PROCESSES:
@@ -169,9 +170,13 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
     (root / "plots").mkdir()
     must(
         run_step(
-            "limits",
-            {"mu_injected": 1.0},
-            [("ratios", c.ratios), *[("diagnostics", root / f"report-{label}") for label in LABELS]],
+            "fit",
+            {"injected": {"mu": 1.0}},
+            [
+                ("model", TOY_MODEL),
+                ("ratios", c.ratios),
+                *[("diagnostics", root / f"report-{label}") for label in LABELS],
+            ],
             {"results": c.results, "workspace": root / "workspace.json", "plots": root / "plots"},
         )
     )

@@ -10,7 +10,8 @@ import numpy as np
 import pyarrow.parquet as pq
 from safetensors.torch import load_file, save_file
 
-from tests.physics.conftest import DENOMINATOR, Chain, generate_sample, must, run_step, train
+from nsbiflow.physics.toy_model import ToyModel
+from tests.physics.conftest import DENOMINATOR, TOY_MODEL, Chain, generate_sample, must, run_step, train
 
 
 def test_results_follow_the_output_contract(chain: Chain) -> None:
@@ -21,9 +22,15 @@ def test_results_follow_the_output_contract(chain: Chain) -> None:
         assert r["interval_95"][0] < r["interval_68"][0] < r["mu_hat"] < r["interval_68"][1] < r["interval_95"][1]
         assert r["interval_68"][1] < r["cls_upper_limit_95"]
     assert doc["ensemble_size"] == {"signal": 4, "background": 4, "background_up": 4, "background_down": 4}
-    assert doc["n_events"]["observed"] > 900
+    support = doc["support"]["SR"]
+    assert support["observed_in_support"] + support["observed_outside_support"] > 900
     assert set(doc["closure"]) == {"signal", "background", "background_up", "background_down"}
-    assert (chain.root / "plots" / "scans.png").stat().st_size > 10_000
+    assert (chain.root / "plots" / "scan_mu.png").stat().st_size > 10_000
+    for method in ("exact", "nsbi", "histogram"):
+        assert (chain.root / "plots" / f"pulls_{method}.png").exists()
+        full = doc["methods"][method]
+        assert set(full["parameters"]) == {"mu", "alpha", "bkg_norm"}
+        assert [i["parameter"] for i in full["impacts"]] and full["nonpositive_density_events"] == 0
     assert json.loads((chain.root / "workspace.json").read_text())["version"] == "1.0.0"
 
 
@@ -40,9 +47,11 @@ def test_nsbi_interval_close_to_exact_and_histogram_wider(chain: Chain) -> None:
 
 def test_learned_ratios_approximate_the_exact_ones(chain: Chain) -> None:
     table = pq.read_table(chain.ratios / "observed.parquet")
+    x = np.stack([table.column(f"x{j}").to_numpy() for j in range(5)], axis=1)
+    toy = ToyModel()
     for label in ("signal", "background", "background_up"):
         learned = table.column(f"logr_{label}").to_numpy()
-        exact = table.column(f"exact_logr_{label}").to_numpy()
+        exact = toy.log_ratio(label, DENOMINATOR[label], x)
         assert learned.dtype == np.float32
         assert np.corrcoef(learned, exact)[0, 1] > 0.8, label
         assert np.sqrt(np.mean((learned - exact) ** 2)) < 0.35, label
@@ -107,7 +116,7 @@ def test_calibrate_passes_the_trained_ensembles(chain: Chain) -> None:
 
 def test_inference_split_by_ensemble_gives_the_same_results(chain: Chain, tmp_path: Path) -> None:
     """``infer`` run once per ensemble group (as the toy workflow does, so a new signal re-evaluates only its
-    own ensemble) and ``limits`` on both folders give the single-``infer`` results exactly."""
+    own ensemble) and ``fit`` on both folders give the single-``infer`` results exactly."""
     data = chain.events("observed").parent / "observed.parquet"
     groups = {
         "signal": (["signal"], ["signal", "background", "reference"]),
@@ -139,15 +148,14 @@ def test_inference_split_by_ensemble_gives_the_same_results(chain: Chain, tmp_pa
         )
         folders.append(folder)
     background_table = pq.read_table(folders[1] / "observed.parquet")
-    assert "exact_logr_background_up" in background_table.column_names  # exact without the signal's metadata
     assert not any("signal" in c for c in background_table.column_names)
     (tmp_path / "plots").mkdir()
     results = tmp_path / "results.json"
     must(
         run_step(
-            "limits",
-            {"mu_injected": 1.0},
-            [("ratios", folder) for folder in folders],
+            "fit",
+            {"injected": {"mu": 1.0}},
+            [("model", TOY_MODEL), *[("ratios", folder) for folder in folders]],
             {"results": results, "workspace": tmp_path / "workspace.json", "plots": tmp_path / "plots"},
         )
     )
@@ -156,16 +164,16 @@ def test_inference_split_by_ensemble_gives_the_same_results(chain: Chain, tmp_pa
         assert split[method] == single[method], method
 
 
-def test_limits_refuses_an_ensemble_bound_twice(chain: Chain, tmp_path: Path) -> None:
+def test_fit_refuses_an_ensemble_bound_twice(chain: Chain, tmp_path: Path) -> None:
     (tmp_path / "plots").mkdir()
     run = run_step(
-        "limits",
+        "fit",
         {},
-        [("ratios", chain.ratios), ("ratios", chain.ratios)],
+        [("model", TOY_MODEL), ("ratios", chain.ratios), ("ratios", chain.ratios)],
         {"results": tmp_path / "r.json", "workspace": tmp_path / "w.json", "plots": tmp_path / "plots"},
     )
     assert run.exit_code != 0
-    assert "has 'logr_signal' again; bind each ensemble's ratios once" in run.stderr
+    assert "has 'logr_signal' twice; bind each ensemble's ratios once" in run.stderr
 
 
 def test_infer_without_the_denominator_sample_says_so(chain: Chain, tmp_path: Path) -> None:

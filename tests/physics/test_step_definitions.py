@@ -25,7 +25,7 @@ CONFIGS: dict[str, type[BaseModel]] = {
     "gather-ensemble": BaseModel,
     "calibrate": evaluation.CalibrateConfig,
     "infer": evaluation.InferConfig,
-    "limits": evaluation.LimitsStageConfig,
+    "fit": evaluation.FitConfig,
 }
 
 

@@ -3,8 +3,9 @@
 Peak memory is one chunk of events times a few columns, whatever the number of events (Parquet is read
 and written one row group at a time) and whatever the number of members (the ensemble mean and spread
 are accumulated member by member, Welford's algorithm). Per event and per ensemble label it writes the
-aggregated log-ratio and its spread (float32), the support flag, and -- when the events come from the
-toy -- the exact log-ratio.
+aggregated log-ratio and its spread (float32) and the support flag. It knows ensembles by label only (never
+a process role or a simulator): the statistical model says what each label means, and the fit evaluates a
+simulator's exact densities itself.
 """
 
 from __future__ import annotations
@@ -23,31 +24,8 @@ from nsbiflow.physics.ensemble import Aggregate, Ensemble
 from nsbiflow.physics.errors import StageError
 from nsbiflow.physics.events import METADATA_KEY, count_events, iter_events, read_metadata
 from nsbiflow.physics.support import SupportModel
-from nsbiflow.physics.toy_model import ToyModel
 
 ProgressFn = Callable[[int, int, str], None]
-SIGNAL_FIELDS = ("signal_mean", "signal_width", "signal_correlation", "signal_broad_fraction")
-
-
-def toy_from_metadata(metas: Sequence[dict[str, Any]], need_signal: bool = True) -> ToyModel | None:
-    """The toy model when the samples carry all of its parameters consistently, else ``None``.
-
-    Background-only samples do not carry the signal hypothesis; without ``need_signal`` (no ensemble
-    involves the signal) the signal fields may be missing, and only background densities are evaluated.
-    """
-    merged: dict[str, Any] = {}
-    for meta in metas:
-        for key, value in (meta.get("toy") or {}).items():
-            if key in merged and merged[key] != value:
-                raise StageError(
-                    f"sample '{meta.get('process')}': toy parameter {key}={value} disagrees with another "
-                    f"sample ({merged[key]}); regenerate the samples from one workflow run"
-                )
-            merged[key] = value
-    missing = set(ToyModel.model_fields) - set(merged)
-    if missing and (need_signal or not missing <= set(SIGNAL_FIELDS)):
-        return None
-    return ToyModel(**merged)
 
 
 @dataclass
@@ -106,7 +84,6 @@ def infer_file(
     out: Path,
     targets: dict[str, Target],
     support: SupportModel | None,
-    toy: ToyModel | None,
     batch_size: int,
     aggregate: Aggregate,
     progress: ProgressFn | None = None,
@@ -131,9 +108,6 @@ def infer_file(
                 log_r, spread = target.ensemble.log_ratio(batch.x, aggregate)
                 cols[f"logr_{label}"] = pa.array((log_r - target.log_norm).astype(np.float32))
                 cols[f"logr_{label}_std"] = pa.array(spread.astype(np.float32))
-                if toy is not None:
-                    exact = toy.log_ratio(target.numerator, target.denominator, batch.x)
-                    cols[f"exact_logr_{label}"] = pa.array(exact.astype(np.float32))
             inside = support.contains(batch.x) if support is not None else np.ones(len(batch), dtype=bool)
             cols["in_support"] = pa.array(inside)
             table = pa.table(cols)
@@ -143,7 +117,6 @@ def infer_file(
                     "source": path.name,
                     "aggregate": aggregate,
                     "labels": sorted(targets),
-                    "exact": toy is not None,
                     "observables": batch.observables,
                 }
                 schema = table.schema.with_metadata({METADATA_KEY: json.dumps(info, sort_keys=True).encode()})

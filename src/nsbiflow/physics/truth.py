@@ -89,3 +89,6 @@ def truth_from_spec(name: str, config: Mapping[str, Any] | None = None) -> Truth
     except (TypeError, ValueError) as error:  # pydantic's ValidationError is a ValueError
         first = str(error).splitlines()[0]
         raise StageError(f"truth: simulator {name!r}: invalid configuration: {first}") from None
+
+
+register_bundled("toy", "nsbiflow.physics.toy_truth")

@@ -1,14 +1,13 @@
 """Stages that use trained ensembles: ``calibrate`` (diagnostics gate), ``infer`` (streamed per-event ratios),
-``limits`` (exact vs NSBI vs histogram)."""
+``fit`` (a declared statistical model: exact vs NSBI vs histogram)."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nsbiflow.physics.errors import StageError
 from nsbiflow.stepcli.contract import StageIO, configure_threads, stage
@@ -40,19 +39,36 @@ class InferConfig(BaseModel):
     at: dict[str, float] = Field(default_factory=dict, description="parameter values of parametrized ensembles")
 
 
-class LimitsStageConfig(BaseModel):
-    """Parameters of ``limits`` (see ``nsbiflow.physics.analysis.LimitsConfig``)."""
+class FitConfig(BaseModel):
+    """Parameters of ``fit`` (the statistical analysis of a declared model)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    nu_s: float = 100.0
-    nu_b: float = 1000.0
-    mu_bounds: list[float] = Field(default_factory=lambda: [-1.0, 4.0])
-    n_scan: int = 61
-    hist_observable: str = "auto"
-    hist_bins: int = 20
-    support_bins: int = 5
-    mu_injected: float | None = None
+    methods: list[Literal["exact", "nsbi", "histogram"]] = Field(
+        default_factory=lambda: ["exact", "nsbi", "histogram"],
+        description="exact: the model's simulator densities at every parameter point (skipped when the model has "
+        "no truth); nsbi: the ratio ensembles; histogram: each unbinned region binned in one observable (pyhf)",
+    )
+    truth_config: dict[str, Any] = Field(
+        default_factory=dict, description="merged over the model's truth.config (e.g. the toy's signal_mean)"
+    )
+    n_scan: int = Field(41, ge=5, le=1001, description="points of each parameter of interest's profile scan")
+    scan_2d: list[str] = Field(default_factory=list, description="two parameters of interest for a 2-D scan")
+    n_scan_2d: int = Field(11, ge=3, le=101, description="points per axis of the 2-D scan")
+    hist_observable: str = Field("auto", description="observable of the histogram method; auto: the support's")
+    hist_bins: int = Field(20, ge=1, le=1000, description="quantile bins of the histogram method")
+    impacts: bool = Field(True, description="rank the nuisance parameters by their impact on the first POI")
+    cls: bool = Field(True, description="compute the 95 % CLs upper limit of each POI")
+    injected: dict[str, float] = Field(
+        default_factory=dict, description="true parameter values (reported and drawn; optional)"
+    )
+
+    @field_validator("scan_2d")
+    @classmethod
+    def _pair(cls, value: list[str]) -> list[str]:
+        if value and len(value) != 2:
+            raise ValueError("expected two parameter names")
+        return value
 
 
 @stage("calibrate", outputs=("report",))
@@ -127,7 +143,7 @@ def infer(io: StageIO) -> None:
     """Per-event log-ratios of every ensemble on the data and the held-out samples, streamed in chunks."""
     from nsbiflow.physics.ensemble import bind_point
     from nsbiflow.physics.events import read_metadata
-    from nsbiflow.physics.inference import infer_file, load_targets, normalise, toy_from_metadata
+    from nsbiflow.physics.inference import infer_file, load_targets, normalise
     from nsbiflow.physics.support import SupportModel
 
     cfg = io.config(InferConfig)
@@ -143,20 +159,17 @@ def infer(io: StageIO) -> None:
         if process in by_process:
             raise StageError(f"infer: two inputs are process '{process}' ({by_process[process].name}, {path.name})")
         by_process[process] = path
-    need_signal = any("signal" in (t.numerator, t.denominator) for t in targets.values())
-    toy = toy_from_metadata([read_metadata(p) for p in files], need_signal)
     out = io.output("ratios")
     norms = normalise(targets, by_process, cfg.batch_size, cfg.aggregate) if cfg.normalise else {}
     with Progress("infer") as bar:
         counts = {}
         for process, path in by_process.items():
             counts[process] = infer_file(
-                path, out / f"{process}.parquet", targets, support_model, toy, cfg.batch_size, cfg.aggregate, bar.update
+                path, out / f"{process}.parquet", targets, support_model, cfg.batch_size, cfg.aggregate, bar.update
             )
         info = {
             "normalisation": norms,
             "events": counts,
-            "exact": toy is not None,
             "ensemble_size": {k: t.ensemble.size for k, t in targets.items()},
             "at": {k: t.ensemble.point for k, t in targets.items() if t.ensemble.point},
             "denominators": {k: t.denominator for k, t in targets.items()},
@@ -165,83 +178,36 @@ def infer(io: StageIO) -> None:
         bar.log("evaluated " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
 
 
-@stage("limits", outputs=("results", "workspace", "plots"))
-def limits(io: StageIO) -> None:
-    """Profile-likelihood intervals, CLs limit and Z0: exact ratio vs NSBI ensembles vs a pyhf histogram."""
-    from nsbiflow.physics import analysis, histfactory, plots
+@stage("fit", outputs=("results", "workspace", "plots"))
+def fit(io: StageIO) -> None:
+    """Fit a declared statistical model: exact vs NSBI vs histogram (best fit, intervals, CLs, Z0, impacts)."""
+    from nsbiflow.errors import SpecError
+    from nsbiflow.physics.model.run import run_fit
 
-    cfg = io.config(LimitsStageConfig)
-    lim = analysis.LimitsConfig(**cfg.model_dump(exclude={"mu_injected"}))
-    folders = io.input_list("ratios")
-    where = ", ".join(str(f) for f in folders)
-    tables, info = analysis.read_ratio_folders(folders)
-    if "observed" not in tables:
-        raise StageError(f"limits: {where} has no observed.parquet; bind infer's output and give it the data")
-    missing = [s for s in analysis.SAMPLES if s not in tables]
-    if missing:
-        raise StageError(f"limits: {where} lacks held-out sample(s) {', '.join(missing)}; add them to infer's samples")
-    observed, samples = tables["observed"], {s: tables[s] for s in analysis.SAMPLES}
-    with Progress("limits") as bar:
-        observable, sigmas = analysis.choose_observable(samples, lim)
-        bar.log(f"histogram observable: {observable}")
-        results: dict[str, Any] = {}
-        results["exact"] = (
-            analysis.exact_result(observed, samples, lim)
-            if info.get("exact", True) and "exact_logr_signal" in observed.columns
-            else None
+    cfg = io.config(FitConfig)
+    try:
+        document, workspace = run_fit(
+            model_path=io.input("model"),
+            ratios=io.input_list("ratios", required=False),
+            events=io.input_list("events", required=False),
+            diagnostics=io.input_list("diagnostics", required=False),
+            plots=io.output("plots"),
+            **cfg.model_dump(),
         )
-        bar.update(1, 3, "exact")
-        results["nsbi"], support_info = analysis.nsbi_result(observed, samples, lim, observable)
-        bar.update(2, 3, "nsbi")
-        spec = analysis.histogram_workspace(observed, samples, lim, observable)
-        results["histogram"] = histfactory.analyse_workspace(spec, lim.n_scan)
-        bar.update(3, 3, "histogram")
-    closure = {}
-    for report in io.input_list("diagnostics", required=False):
-        m = json.loads((report / "metrics.json").read_text())
-        closure[m["label"]] = {k: m[k] for k in ("max_chi2_ndf", "normalisation", "passed", "members", "mean_spread")}
-        closure[m["label"]]["ece"] = m["calibration"]["ece"]
-        closure[m["label"]]["chi2_ndf"] = {k: v["chi2_ndf"] for k, v in m["closure"].items()}
-    summary: dict[str, Any] = {name: (r.summary() if r is not None else None) for name, r in results.items()}
-    exact = summary["exact"]
-    comparison = {}
-    if exact is not None:
-        for name in ("nsbi", "histogram"):
-            for key in ("width_68", "width_95"):
-                comparison[f"{name}_over_exact_{key}"] = summary[name][key] / exact[key]
-    truth = observed.meta.get("truth", {}) if isinstance(observed.meta, dict) else {}
-    document = {
-        **summary,
-        "comparison": comparison,
-        "ensemble_size": info.get("ensemble_size", {}),
-        "n_events": {
-            "observed": len(observed.weights),
-            "in_support": support_info["observed_in_support"],
-            "outside_support": support_info["observed_outside_support"],
-        },
-        "support": support_info,
-        "closure": closure,
-        "histogram_observable": observable,
-        "histogram_expected_sigma": sigmas,
-        "mu_injected": cfg.mu_injected if cfg.mu_injected is not None else truth.get("mu"),
-        "settings": lim.model_dump(),
-    }
-    plot_dir = io.output("plots")
+    except SpecError as error:
+        raise StageError(f"fit: invalid model: {error}") from None
+    io.output("workspace").write_text(json.dumps(workspace, indent=2, sort_keys=True) + "\n")
     io.output("results").write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-    io.output("workspace").write_text(json.dumps(histfactory.for_limits(spec), indent=2, sort_keys=True) + "\n")
     table = render_table(document)
-    (plot_dir / "summary.md").write_text(table + "\n")
-    plots.scans(plot_dir / "scans.png", results, document["mu_injected"])
-    for report in io.input_list("diagnostics", required=False):
-        for png in sorted(report.glob("closure_*.png")):
-            shutil.copyfile(png, plot_dir / png.name)
+    (io.output("plots") / "summary.md").write_text(table + "\n")
     print(table, flush=True)
 
 
 def render_table(doc: dict[str, Any]) -> str:
-    """A markdown table of the three methods."""
+    """A markdown table of the methods (first parameter of interest)."""
+    poi = doc.get("poi", "mu")
     rows = [
-        "| method | mu_hat | 68% interval | 95% interval | 95% CLs UL | Z0 | width68 / exact |",
+        f"| method | {poi} best fit | 68% interval | 95% interval | 95% CLs UL | Z0 | width68 / exact |",
         "|---|---|---|---|---|---|---|",
     ]
     exact = doc.get("exact")
@@ -252,8 +218,9 @@ def render_table(doc: dict[str, Any]) -> str:
             continue
         ratio = f"{r['width_68'] / exact['width_68']:.3f}" if exact else "n/a"
         i68, i95 = r["interval_68"], r["interval_95"]
+        ul = "n/a" if r["cls_upper_limit_95"] is None else f"{r['cls_upper_limit_95']:.3f}"
         rows.append(
             f"| {name} | {r['mu_hat']:.3f} | [{i68[0]:.3f}, {i68[1]:.3f}] | [{i95[0]:.3f}, {i95[1]:.3f}] | "
-            f"{r['cls_upper_limit_95']:.3f} | {r['z0']:.2f} | {ratio} |"
+            f"{ul} | {r['z0']:.2f} | {ratio} |"
         )
     return "\n".join(rows)

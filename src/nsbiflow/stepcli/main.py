@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from nsbiflow.stepcli.evaluation import calibrate, infer, limits
+from nsbiflow.stepcli.evaluation import calibrate, fit, infer
 from nsbiflow.stepcli.generate import generate, generate_data, load_events
 from nsbiflow.stepcli.training import gather_ensemble, support, train_ratio
 
@@ -15,7 +15,7 @@ def main() -> None:
     """Stage programs of the NSBI chain; each reads its inputs and writes its outputs at the given paths."""
 
 
-for command in (generate, generate_data, load_events, support, train_ratio, gather_ensemble, calibrate, infer, limits):
+for command in (generate, generate_data, load_events, support, train_ratio, gather_ensemble, calibrate, fit, infer):
     main.add_command(command)
 
 

@@ -1,0 +1,71 @@
+"""HistFactory interpolation codes in torch (differentiable): code 4 (multiplicative) and code 4p (additive).
+
+Code 4 (pyhf ``normsys``, and per event for ``shapesys``): ``f(theta) = hi^theta`` for theta >= 1,
+``lo^-theta`` for theta <= -1, and inside a 6th-order polynomial ``1 + sum_i a_i theta^i`` matching value,
+slope and curvature of the exponentials at +-1. Code 4p (pyhf ``histosys``): an additive shift,
+linear beyond +-1 and a polynomial inside. Formulas as in pyhf's ``interpolators`` (written here in torch so
+gradients flow through them and so an event-wise version exists, which pyhf has no use for).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+_A = np.array(
+    [
+        [1, 1, 1, 1, 1, 1],
+        [-1, 1, -1, 1, -1, 1],
+        [1, 2, 3, 4, 5, 6],
+        [1, -2, 3, -4, 5, -6],
+        [0, 2, 6, 12, 20, 30],
+        [0, 2, -6, 12, -20, 30],
+    ],
+    dtype=np.float64,
+)
+_A_INV = np.linalg.inv(_A)
+FLOOR = 1e-12
+
+
+class Code4:
+    """Multiplicative code-4 interpolation between ``down`` (theta = -1), 1 and ``up`` (+1), element-wise."""
+
+    def __init__(self, log_up: NDArray[np.float64], log_down: NDArray[np.float64]) -> None:
+        lu = np.asarray(log_up, dtype=np.float64)
+        ld = np.asarray(log_down, dtype=np.float64)
+        lu = np.clip(lu, np.log(FLOOR), 50.0)
+        ld = np.clip(ld, np.log(FLOOR), 50.0)
+        up, down = np.exp(lu), np.exp(ld)
+        b = np.stack([up - 1, down - 1, lu * up, -ld * down, lu**2 * up, ld**2 * down]).reshape(6, -1)
+        self.log_up = torch.from_numpy(lu.reshape(-1).copy())
+        self.log_down = torch.from_numpy(ld.reshape(-1).copy())
+        self.coefficients = torch.from_numpy(_A_INV @ b)  # (6, n)
+
+    def log(self, theta: torch.Tensor) -> torch.Tensor:
+        """``log f(theta)`` per element (theta a 0-d tensor)."""
+        value = float(theta.detach())
+        if value >= 1:
+            return theta * self.log_up
+        if value <= -1:
+            return -theta * self.log_down
+        powers = torch.stack([theta**i for i in range(1, 7)])
+        return torch.log(torch.clamp(1.0 + powers @ self.coefficients, min=FLOOR))
+
+    def __call__(self, theta: torch.Tensor) -> torch.Tensor:
+        """``f(theta)`` per element."""
+        return torch.exp(self.log(theta))
+
+
+def code4p(theta: torch.Tensor, nominal: torch.Tensor, up: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
+    """pyhf's additive code 4p: the shift of ``nominal`` at ``theta`` (per bin)."""
+    delta_up = up - nominal
+    delta_down = nominal - down
+    value = float(theta.detach())
+    if value >= 1:
+        return theta * delta_up
+    if value <= -1:
+        return theta * delta_down
+    s = 0.5 * (delta_up + delta_down)
+    a = 0.0625 * (delta_up - delta_down)
+    return theta * (s + theta * a * (15 + theta**2 * (3 * theta**2 - 10)))

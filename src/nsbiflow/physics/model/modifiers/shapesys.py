@@ -1,0 +1,44 @@
+"""``shapesys``: an unbinned shape systematic from the +-1 sigma ratio ensembles (varied / nominal process).
+
+Per event, ``g(x, theta)`` interpolates ``g(x, +1) = r_up(x)`` and ``g(x, -1) = r_down(x)`` with code 4 (exponential
+beyond +-1). The likelihood multiplies the process's density by ``g`` and its yield by ``E_p[g(x, theta)]`` over
+the process's held-out sample, so the shape and the rate move together at every parameter point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from nsbiflow.physics.model.data import Table
+from nsbiflow.physics.model.interpolation import Code4
+from nsbiflow.physics.model.modifiers import Context, register
+from nsbiflow.physics.model.spec import ShapeSys
+
+
+@dataclass
+class ShapeSysTerm:
+    """Reads ``<prefix><up>`` and ``<prefix><down>`` columns (log-ratios) of each table."""
+
+    parameter: str
+    index: int
+    up: str
+    down: str
+    prefix: str = "logr_"
+
+    def prepare(self, table: Table) -> Code4:
+        """The per-event code-4 coefficients of ``table``."""
+        return Code4(table.col(self.prefix + self.up), table.col(self.prefix + self.down))
+
+    def log_factor(self, prepared: Code4, theta: torch.Tensor) -> torch.Tensor:
+        """``log g(x_i, theta)``."""
+        return prepared.log(theta[self.index])
+
+
+def build(spec: ShapeSys, context: Context) -> ShapeSysTerm:
+    """The term of a shapesys."""
+    return ShapeSysTerm(spec.parameter, context.index[spec.parameter], spec.up, spec.down)
+
+
+register("shapesys", build)
