@@ -15,12 +15,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from nsbiflow.errors import ArtifactNotFoundError, CorruptArtifactError, StoreError
+from nsbiflow.errors import ArtifactNotFoundError, CorruptArtifactError, NsbiflowError, StoreError
 from nsbiflow.service.backends import backend, detect_kind
 from nsbiflow.service.errors import BadModelError, ModelNotFoundError, TooLargeError
 from nsbiflow.service.schemas import DIGEST_PATTERN, ModelEntry
 from nsbiflow.store import ArtifactStore
-from nsbiflow.store.digest import canonical_json
+from nsbiflow.store.digest import ordered_json
 
 MODELS_PREFIX = "service/models/"
 
@@ -64,11 +64,12 @@ class ModelRegistry:
 
     # -- uploads -----------------------------------------------------------------------------------
     def store_document(self, kind: str, document: Any) -> tuple[str, int]:
-        """Put a document's canonical JSON in the store; returns (digest, size). Not yet registered."""
+        """Put a document in the store as compact JSON in its own key order (a Model's parameter order is
+        meaningful); returns (digest, size). Not yet registered."""
         backend(kind)
         if not backend(kind).detect(document):
             raise BadModelError(f"document: not a {kind} model document")
-        data = canonical_json(document)
+        data = ordered_json(document)
         if len(data) > self.max_model_bytes:
             raise TooLargeError(f"document: {len(data)} bytes, over the server's model limit of {self.max_model_bytes}")
         return self.store.put_bytes(data), len(data)
@@ -141,11 +142,13 @@ class ModelRegistry:
         archive, _, label = ref.partition(":")
         try:
             _, record = load_archive(self.store, archive)
-            candidates = _workspaces(self.store, record)
+            candidates = {label: ("pyhf", digest) for label, digest in _workspaces(self.store, record).items()}
         except ArchiveError as exc:
             raise ModelNotFoundError(str(exc).splitlines()[0]) from None
+        for step, bundle in self._archived_bundles(record.manifest).items():
+            candidates.setdefault(step, ("nsbi", bundle))
         if not candidates:
-            raise ModelNotFoundError(f"archive {archive!r} has no model among its results (no pyhf workspace)")
+            raise ModelNotFoundError(f"archive {archive!r} has no model: no pyhf workspace result, no fit step")
         if not label:
             if len(candidates) > 1:
                 raise BadModelError(f"archive {archive!r} has several models: name one as {archive}:<result> "
@@ -154,4 +157,30 @@ class ModelRegistry:
         if label not in candidates:
             raise ModelNotFoundError(f"archive {archive!r} has no model result {label!r} "
                                      f"(models: {', '.join(sorted(candidates))})")
-        return ResolvedModel(ref, "pyhf", candidates[label])
+        kind, digest = candidates[label]
+        return ResolvedModel(ref, kind, digest)
+
+    def _archived_bundles(self, manifest: dict[str, Any]) -> dict[str, str]:
+        """NSBI bundles of an archived run: every step that read a ``model`` and ``ratios`` (the fit step).
+
+        The bundle (Model document + the digests of its ratio tables and event files) is written to the
+        store, content-addressed, so the same archive always gives the same bundle digest.
+        """
+        import yaml
+
+        from nsbiflow.service.backends.nsbi_model import bundle_document
+
+        found: dict[str, str] = {}
+        for step, record in (manifest.get("steps") or {}).items():
+            inputs = record.get("inputs") or {} if isinstance(record, dict) else {}
+            if not (inputs.get("model") and inputs.get("ratios")):
+                continue
+            try:
+                model = yaml.safe_load(self.store.read_blob(inputs["model"][0]))
+                events = [{"digest": d, "filename": f"{d.split(':', 1)[1][:16]}.parquet"}
+                          for d in inputs.get("events") or []]
+                bundle = bundle_document(model, list(inputs["ratios"]), events)
+            except (StoreError, yaml.YAMLError, NsbiflowError):
+                continue
+            found[step] = self.store.put_bytes(ordered_json(bundle))
+        return found

@@ -12,9 +12,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from nsbiflow.errors import NsbiflowError
+from nsbiflow.errors import NsbiflowError, SpecError
 from nsbiflow.service.backends import LoadedModel, backend
-from nsbiflow.service.errors import ServiceError
+from nsbiflow.service.errors import BadModelError, ServiceError
 from nsbiflow.service.registry import read_document
 from nsbiflow.service.schemas import (
     FitOptions,
@@ -102,6 +102,8 @@ def run(task: Task) -> Result:
         if isinstance(operation, ProfileOptions):
             return loaded.profile(operation)
         return loaded.details()
+    except SpecError as exc:  # its problems do not pickle: one line instead
+        raise BadModelError(f"model: {(str(exc).splitlines() or [''])[0]}") from None
     except NsbiflowError:
         raise
     except Exception as exc:  # a numerical library's own error: still one line, named
