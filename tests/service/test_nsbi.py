@@ -138,11 +138,12 @@ def test_a_bundle_naming_tables_that_are_not_in_the_store_is_refused(
     assert bad.status_code == 422, bad.text
 
 
-def test_an_archived_fit_step_is_an_nsbi_model(tmp_path: Path) -> None:
+def test_an_archived_fit_step_is_an_nsbi_model(nsbi: tuple[Server, str, dict[str, Any], Path]) -> None:
     from nsbiflow.archive.record import ArchiveRecord, write_archive
 
-    store = open_store(tmp_path / "store")
-    tree = store.put_tree(write_ratio_tables(tmp_path / "ratios")).digest
+    server, _, _, ratios = nsbi
+    store = open_store(server.store)  # what `nsbiflow preserve` leaves in the server's store
+    tree = store.put_tree(ratios).digest
     model_blob = store.put_bytes(TOY_MODEL.read_bytes())
     manifest = {"steps": {"fit": {"template": "fit", "inputs": {"model": [model_blob], "ratios": [tree]}}}}
     write_archive(store, ArchiveRecord(
@@ -150,10 +151,10 @@ def test_an_archived_fit_step_is_an_nsbi_model(tmp_path: Path) -> None:
         workflow_file=model_blob, workflow_document=model_blob, definitions={}, parameters={}, interface={},
         images={}, versions={}, steps={}, manifest=manifest, blobs={}, results={},
     ))
-    with ServerProcess(tmp_path / "store", token=TOKEN, workers=0) as process:
-        server = Server(process, TOKEN, tmp_path)
-        answer = server.post("/v1/hypotest", {"model": "toy-nsbi:fit", "poi": 1.0})
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["kind"] == "nsbi"
-        assert server.post("/v1/hypotest", {"model": "toy-nsbi"}).json()["digest"] == answer.json()["digest"]
-        server.http.close()
+    answer = server.post("/v1/hypotest", {"model": "toy-nsbi:fit", "poi": 1.0})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["kind"] == "nsbi"
+    assert server.post("/v1/hypotest", {"model": "toy-nsbi"}).json()["digest"] == answer.json()["digest"]
+    missing = server.post("/v1/hypotest", {"model": "toy-nsbi:limits"})
+    assert missing.status_code == 404 and missing.json()["detail"] == (
+        "archive 'toy-nsbi' has no model result 'limits' (models: fit)")
