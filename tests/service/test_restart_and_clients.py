@@ -130,3 +130,28 @@ def test_cli_refuses_bad_usage_in_one_line(tmp_path: Path) -> None:
     broken.write_text('{"channels": [')
     parsed = run_cli("fit", "--workspace", broken)
     assert parsed.returncode == 2 and f"{broken}:1:" in parsed.stderr
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc to find the worker process")
+def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
+    import signal
+
+    with ServerProcess(tmp_path / "store", token=TOKEN, workers=1) as server, FitClient(server.url, TOKEN) as client:
+        digest = client.upload(workspace())["digest"]
+        before = client.hypotest(digest)["result"]
+        assert server.process is not None
+        workers = [c for c in _children(server.process.pid)
+                   if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(workers) == 1
+        os.kill(workers[0], signal.SIGKILL)
+        with pytest.raises(FitServiceError, match="a fit worker died") as died:
+            client.hypotest(digest)
+        assert died.value.status == 503
+        assert client.hypotest(digest)["result"] == before  # a new pool, the model loaded again

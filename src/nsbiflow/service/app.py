@@ -2,7 +2,7 @@
 
 Every ``/v1`` route needs the bearer token; ``/healthz`` and ``/readyz`` are open for the probes. Errors
 are one line in ``detail``: 401 (token), 404 (no such model or job), 413 (too large), 422 (a schema error,
-naming the field, or a model no backend can load), 501 (a backend this server lacks).
+naming the field, or a model no backend can load), 501 (a backend this server lacks), 503 (a worker died).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ from nsbiflow.store import ArtifactStore, open_store
 log = logging.getLogger("nsbiflow.service")
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorMessage} for status in (401, 404, 413, 422, 501)
+    status: {"model": ErrorMessage} for status in (400, 401, 404, 413, 422, 501, 503)
 }
 ACCEPTED: dict[int | str, dict[str, Any]] = {202: {"model": JobAccepted, "description": "still running: poll"}}
 
@@ -126,6 +126,7 @@ class Service:
 
         async def work(job: Job) -> Answer:
             started = time.perf_counter()
+            job.total = 1
             model = await self.resolve(request.model)
             result = await self.pool.run(self.task(model, operation, request.patch))
             job.advance()
@@ -140,6 +141,7 @@ class Service:
         async def work(job: Job) -> Any:
 
             started = time.perf_counter()
+            job.total = request.points + 1
             model = await self.resolve(request.model)
             step = (request.stop - request.start) / (request.points - 1)
             values = [request.start + i * step for i in range(request.points)]
@@ -152,9 +154,12 @@ class Service:
                 assert isinstance(result, ProfileResult)
                 return result
 
-            best, *points = await asyncio.gather(
-                self.pool.run(self.task(model, FitOptions(), request.patch)), *(point(v) for v in values)
-            )
+            async def best_fit() -> Any:
+                result = await self.pool.run(self.task(model, FitOptions(), request.patch))
+                job.advance()
+                return result
+
+            best, *points = await asyncio.gather(best_fit(), *(point(v) for v in values))
             assert isinstance(best, FitResult)
             profiles = [p for p in points if isinstance(p, ProfileResult)]
             twice = [p.twice_nll for p in profiles]

@@ -35,6 +35,12 @@ class JobNotFoundError(ServiceError):
     status = 404
 
 
+class WorkerDiedError(ServiceError):
+    """A fit worker process died (e.g. out of memory); the pool was replaced: send the request again."""
+
+    status = 503
+
+
 class TooLargeError(ServiceError):
     """A request body or a model is over the configured limit."""
 

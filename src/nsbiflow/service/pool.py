@@ -11,7 +11,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from nsbiflow.service import worker
-from nsbiflow.service.errors import ServiceError
+from nsbiflow.service.errors import WorkerDiedError
 from nsbiflow.service.schemas import Result
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -65,7 +65,7 @@ class FitPool:
                 if self._executor is executor:
                     executor.shutdown(wait=False, cancel_futures=True)
                     self._executor = None
-            raise ServiceError(
+            raise WorkerDiedError(
                 "a fit worker died (out of memory?); the pool was restarted: send the request again"
             ) from None
 

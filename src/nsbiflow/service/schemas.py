@@ -345,6 +345,7 @@ class Health(_Schema):
 
 
 class ErrorMessage(_Schema):
-    """Every error: one line."""
+    """Every error: one line (422 adds every schema error, each with its location)."""
 
     detail: str
+    errors: list[dict[str, Any]] | None = None
