@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["training.py", "inference.py", "fits.py", "engine_overhead.py", "reinterpret.py"]
+SCRIPTS = ["training.py", "inference.py", "model_fit.py", "engine_overhead.py", "reinterpret.py"]
 NO_QUICK = {"reinterpret.py"}  # written elsewhere, has no toy size: only run at default sizes
 
 

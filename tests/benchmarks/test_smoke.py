@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "benchmarks"
 
 
-@pytest.mark.parametrize("name", ["training", "inference", "fits"])
+@pytest.mark.parametrize("name", ["training", "inference", "model_fit"])
 def test_benchmark_runs_at_toy_size(name: str) -> None:
     """Each script runs with NSBIFLOW_BENCH_QUICK=1 and writes its ``<name>_quick.json``."""
     result = BENCH / "results" / f"{name}_quick.json"

@@ -178,9 +178,16 @@ def resolve_run_id(known: list[str], wanted: str) -> str:
 
 
 @cli.command()
-@click.option("--kind", type=click.Choice(["workflow", "step"]), default="workflow", show_default=True)
+@click.option("--kind", default="workflow", show_default=True, help="workflow, step, or an installed kind (model, ...)")
 def schema(kind: str) -> None:
-    """Print the JSON Schema of a workflow or a step definition."""
+    """Print the JSON Schema of a workflow, a step definition, or a kind an installed package provides."""
+    from nsbiflow.engine.checks import extra_schemas
     from nsbiflow.spec.schema_export import schema_json
 
-    click.echo(schema_json(kind), nl=False)
+    if kind in ("workflow", "step"):
+        click.echo(schema_json(kind), nl=False)
+        return
+    extra = extra_schemas()
+    if kind not in extra:
+        raise UsageError(f"--kind {kind!r}: known kinds are {', '.join(['workflow', 'step', *sorted(extra)])}")
+    click.echo(extra[kind](), nl=False)

@@ -490,7 +490,13 @@ def build_plan(
     """Plan an already loaded workflow."""
     params = resolve_parameters(workflow, overrides or {}, doc)
     catalog = catalog or StepCatalog.for_workflow(path)
-    return _Planner(workflow, doc, path, catalog, params).plan()
+    plan = _Planner(workflow, doc, path, catalog, params).plan()
+    from nsbiflow.engine.checks import plan_problems  # checks installed packages contribute (entry points)
+
+    problems = plan_problems(plan)
+    if problems:
+        raise SpecError(problems)
+    return plan
 
 
 def load_plan(

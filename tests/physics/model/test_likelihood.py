@@ -76,19 +76,30 @@ def _interference_model(bounds: list[float]) -> dict:
         "kind": "Model",
         "metadata": {"name": "interference"},
         "parameters": {"mu": {"poi": True, "init": 1.0, "bounds": bounds}},
-        "ratios": {"s": {"numerator": "s", "denominator": "ref"}, "i": {"numerator": "i", "denominator": "ref"},
-                   "b": {"numerator": "b", "denominator": "ref"}},
-        "regions": {"SR": {"type": "unbinned", "data": "observed", "reference": "ref", "processes": {
-            "s": {"sample": "s", "ratio": "s", "yield": 50.0, "coefficient": "mu"},
-            "i": {"sample": "i", "ratio": "i", "yield": -30.0, "coefficient": "sqrt(mu)"},
-            "b": {"sample": "b", "ratio": "b", "yield": 500.0, "coefficient": "1"},
-        }}},
+        "ratios": {
+            "s": {"numerator": "s", "denominator": "ref"},
+            "i": {"numerator": "i", "denominator": "ref"},
+            "b": {"numerator": "b", "denominator": "ref"},
+        },
+        "regions": {
+            "SR": {
+                "type": "unbinned",
+                "data": "observed",
+                "reference": "ref",
+                "processes": {
+                    "s": {"sample": "s", "ratio": "s", "yield": 50.0, "coefficient": "mu"},
+                    "i": {"sample": "i", "ratio": "i", "yield": -30.0, "coefficient": "sqrt(mu)"},
+                    "b": {"sample": "b", "ratio": "b", "yield": 500.0, "coefficient": "1"},
+                },
+            }
+        },
     }
 
 
 def test_negative_interference_coefficients_fit_and_never_nan() -> None:
     """A destructive interference term (negative yield, coefficient sqrt(mu)); a density <= 0 is penalised."""
     rng = np.random.default_rng(3)
+
     # 1-D: reference uniform on [0, 1]; s ~ peak, i ~ same peak (negative contribution), b flat
     def dens(kind: str, x: np.ndarray) -> np.ndarray:
         peak = np.exp(-0.5 * ((x - 0.5) / 0.05) ** 2) / (0.05 * math.sqrt(2 * math.pi))
@@ -99,8 +110,12 @@ def test_negative_interference_coefficients_fit_and_never_nan() -> None:
         return Table(name, cols)
 
     peak = np.clip(rng.normal(0.5, 0.05, 4000), 0, 1)
-    tables = {"s": table("s", peak), "i": table("i", peak), "b": table("b", rng.uniform(0, 1, 4000)),
-              "ref": table("ref", rng.uniform(0, 1, 4000))}
+    tables = {
+        "s": table("s", peak),
+        "i": table("i", peak),
+        "b": table("b", rng.uniform(0, 1, 4000)),
+        "ref": table("ref", rng.uniform(0, 1, 4000)),
+    }
     # data at mu = 1: the peak carries 50 - 30 = 20 events over 500 flat ones
     x = np.concatenate([rng.uniform(0, 1, rng.poisson(500)), np.clip(rng.normal(0.5, 0.05, rng.poisson(20)), 0, 1)])
     tables["observed"] = table("observed", x)

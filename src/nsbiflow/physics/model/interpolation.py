@@ -28,29 +28,56 @@ _A_INV = np.linalg.inv(_A)
 FLOOR = 1e-12
 
 
-class Code4:
-    """Multiplicative code-4 interpolation between ``down`` (theta = -1), 1 and ``up`` (+1), element-wise."""
+class Code4Batch:
+    """Code-4 factors of ``S`` parameters over ``n`` elements: ``sum_s log f_s(x_i, theta_s)`` in a few tensor ops.
+
+    ``log_up``/``log_down`` have shape ``(S, n)``: row ``s`` holds the +-1 sigma log factors of parameter ``s``
+    (per event for shape systematics, ``n = 1`` for normalisation systematics). Parameters are grouped by the
+    branch they are in (above +1, below -1, inside), so the cost does not grow with Python-level loops over
+    parameters -- that is what keeps a fit with tens of nuisance parameters on 1e6 events fast.
+    """
 
     def __init__(self, log_up: NDArray[np.float64], log_down: NDArray[np.float64]) -> None:
-        lu = np.asarray(log_up, dtype=np.float64)
-        ld = np.asarray(log_down, dtype=np.float64)
+        lu = np.atleast_2d(np.asarray(log_up, dtype=np.float64))
+        ld = np.atleast_2d(np.asarray(log_down, dtype=np.float64))
         lu = np.clip(lu, np.log(FLOOR), 50.0)
         ld = np.clip(ld, np.log(FLOOR), 50.0)
         up, down = np.exp(lu), np.exp(ld)
-        b = np.stack([up - 1, down - 1, lu * up, -ld * down, lu**2 * up, ld**2 * down]).reshape(6, -1)
-        self.log_up = torch.from_numpy(lu.reshape(-1).copy())
-        self.log_down = torch.from_numpy(ld.reshape(-1).copy())
-        self.coefficients = torch.from_numpy(_A_INV @ b)  # (6, n)
+        b = np.stack([up - 1, down - 1, lu * up, -ld * down, lu**2 * up, ld**2 * down], axis=1)  # (S, 6, n)
+        self.log_up = torch.from_numpy(lu.copy())
+        self.log_down = torch.from_numpy(ld.copy())
+        self.coefficients = torch.from_numpy(np.einsum("ij,sjn->sin", _A_INV, b))  # (S, 6, n)
+        self._powers = torch.arange(1, 7, dtype=torch.float64)
+
+    def log(self, theta: torch.Tensor) -> torch.Tensor:
+        """``sum_s log f_s(theta_s)`` per element (``theta`` of shape ``(S,)``)."""
+        values = theta.detach().numpy()
+        total = torch.zeros(self.log_up.shape[1], dtype=torch.float64)
+        above, below = values >= 1, values <= -1
+        inside = ~(above | below)
+        if above.any():
+            idx = torch.from_numpy(np.flatnonzero(above))
+            total = total + theta[idx] @ self.log_up[idx]
+        if below.any():
+            idx = torch.from_numpy(np.flatnonzero(below))
+            total = total - theta[idx] @ self.log_down[idx]
+        if inside.any():
+            idx = torch.from_numpy(np.flatnonzero(inside))
+            powers = theta[idx, None] ** self._powers  # (m, 6)
+            poly = torch.einsum("mk,mkn->mn", powers, self.coefficients[idx])
+            total = total + torch.log(torch.clamp(1.0 + poly, min=FLOOR)).sum(0)
+        return total
+
+
+class Code4(Code4Batch):
+    """Multiplicative code-4 interpolation between ``down`` (theta = -1), 1 and ``up`` (+1), element-wise."""
+
+    def __init__(self, log_up: NDArray[np.float64], log_down: NDArray[np.float64]) -> None:
+        super().__init__(np.reshape(log_up, (1, -1)), np.reshape(log_down, (1, -1)))
 
     def log(self, theta: torch.Tensor) -> torch.Tensor:
         """``log f(theta)`` per element (theta a 0-d tensor)."""
-        value = float(theta.detach())
-        if value >= 1:
-            return theta * self.log_up
-        if value <= -1:
-            return -theta * self.log_down
-        powers = torch.stack([theta**i for i in range(1, 7)])
-        return torch.log(torch.clamp(1.0 + powers @ self.coefficients, min=FLOOR))
+        return super().log(theta.reshape(1))
 
     def __call__(self, theta: torch.Tensor) -> torch.Tensor:
         """``f(theta)`` per element."""

@@ -160,7 +160,7 @@ def _terms(process: Process, ctx: modifiers.Context) -> tuple[list[Any], list[An
             bins.append(term)
         else:
             yields.append(term)
-    return yields, events, bins
+    return modifiers.group(yields), modifiers.group(events), bins
 
 
 # -- the exact densities, differentiated by finite differences -------------------------------------------
@@ -429,9 +429,9 @@ def _join_prepared(parts: Sequence[Any], first: Any) -> Any:
     if isinstance(first, torch.Tensor):
         return torch.cat(list(parts))
     joined = copy.copy(first)
-    for attr in ("log_up", "log_down"):
-        setattr(joined, attr, torch.cat([getattr(p, attr) for p in parts]))
-    joined.coefficients = torch.cat([p.coefficients for p in parts], dim=1)
+    for attr in ("log_up", "log_down"):  # Code4Batch: (S, n) and (S, 6, n)
+        setattr(joined, attr, torch.cat([getattr(p, attr) for p in parts], dim=1))
+    joined.coefficients = torch.cat([p.coefficients for p in parts], dim=2)
     return joined
 
 

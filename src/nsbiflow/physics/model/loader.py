@@ -8,18 +8,46 @@ at the value at fault.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from nsbiflow.errors import Problem, SpecError
 from nsbiflow.physics.model.spec import Model, references
-from nsbiflow.spec.loader import validate_document
+from nsbiflow.spec.loader import validation_problems
 from nsbiflow.spec.yaml_source import SourceDocument, read_yaml_file
+
+_TAGS = {"unbinned", "binned", "normfactor", "normsys", "lumi", "shapesys", "histosys", "mcstat"}
+
+
+class _Untagged:
+    """A ``ValidationError`` whose locations drop the discriminated unions' tags (``normsys``, ``unbinned``, ...),
+    which pydantic inserts but the document does not have, so the error points at the real line."""
+
+    def __init__(self, error: ValidationError, positions: Mapping[tuple[Any, ...], Any]) -> None:
+        self.error, self.positions = error, positions
+
+    def errors(self) -> list[Any]:
+        """The errors with tag-free locations."""
+        out = []
+        for err in self.error.errors():
+            loc = tuple(err["loc"])
+            keep = tuple(
+                p for i, p in enumerate(loc) if not (p in _TAGS and i > 0 and loc[: i + 1] not in self.positions)
+            )
+            out.append({**err, "loc": keep})
+        return out
 
 
 def validate_model_document(doc: SourceDocument) -> Model:
     """Validate a parsed document as a ``Model``; ``SpecError`` with one located line per problem."""
-    model = validate_document(doc, Model)
+    try:
+        model = Model.model_validate(doc.data)
+    except ValidationError as exc:
+        untagged: Any = _Untagged(exc, doc.positions)  # duck-types the one method validation_problems calls
+        raise SpecError(validation_problems(doc, untagged, Model)) from None
     problems = [doc.problem(loc, message) for loc, message in references(model)]
     if problems:
         raise SpecError(problems)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from nsbiflow.physics.model.data import Table
-from nsbiflow.physics.model.interpolation import Code4
+from nsbiflow.physics.model.interpolation import Code4, Code4Batch
 from nsbiflow.physics.model.modifiers import Context, register
 from nsbiflow.physics.model.spec import ShapeSys
 
@@ -34,6 +35,33 @@ class ShapeSysTerm:
     def log_factor(self, prepared: Code4, theta: torch.Tensor) -> torch.Tensor:
         """``log g(x_i, theta)``."""
         return prepared.log(theta[self.index])
+
+
+class ShapeSysGroup:
+    """Every shapesys of one process in one vectorised per-event code-4 evaluation."""
+
+    def __init__(self, terms: list[ShapeSysTerm]) -> None:
+        self.terms = terms
+        self.parameter = ",".join(t.parameter for t in terms)
+        self.indices = torch.tensor([t.index for t in terms], dtype=torch.long)
+
+    def prepare(self, table: Table) -> Code4Batch:
+        """The stacked per-event coefficients of ``table``."""
+        lu = np.stack([table.col(t.prefix + t.up) for t in self.terms])
+        ld = np.stack([table.col(t.prefix + t.down) for t in self.terms])
+        return Code4Batch(lu, ld)
+
+    def log_factor(self, prepared: Code4Batch, theta: torch.Tensor) -> torch.Tensor:
+        """``sum_s log g_s(x_i, theta_s)``."""
+        return prepared.log(theta[self.indices])
+
+
+def group(terms: list[object]) -> list[object]:
+    """``terms`` with all shapesys terms merged into one ``ShapeSysGroup``."""
+    mine = [t for t in terms if isinstance(t, ShapeSysTerm)]
+    if len(mine) < 2:
+        return terms
+    return [t for t in terms if not isinstance(t, ShapeSysTerm)] + [ShapeSysGroup(mine)]
 
 
 def build(spec: ShapeSys, context: Context) -> ShapeSysTerm:
