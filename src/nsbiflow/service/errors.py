@@ -47,6 +47,12 @@ class TooLargeError(ServiceError):
     status = 413
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 def http_status(error: NsbiflowError) -> int:
     """The HTTP status of any nsbiflow error (a store that cannot be reached is 503)."""
     from nsbiflow.errors import ArtifactNotFoundError, StoreUnavailableError

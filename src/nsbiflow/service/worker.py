@@ -14,7 +14,7 @@ from typing import Any
 
 from nsbiflow.errors import NsbiflowError, SpecError
 from nsbiflow.service.backends import LoadedModel, backend
-from nsbiflow.service.errors import BadModelError, ServiceError
+from nsbiflow.service.errors import BadModelError, ServiceError, first_line
 from nsbiflow.service.registry import read_document
 from nsbiflow.service.schemas import (
     FitOptions,
@@ -117,9 +117,8 @@ def run(task: Task) -> Result:
             return loaded.profile(operation)
         return loaded.details()
     except SpecError as exc:  # its problems do not pickle: one line instead
-        raise BadModelError(f"model: {(str(exc).splitlines() or [''])[0]}") from None
+        raise BadModelError(f"model: {first_line(exc)}") from None
     except NsbiflowError:
         raise
     except Exception as exc:  # a numerical library's own error: still one line, named
-        line = (str(exc).strip().splitlines() or [""])[0]
-        raise ServiceError(f"{task.kind} backend failed: {type(exc).__name__}: {line}") from None
+        raise ServiceError(f"{task.kind} backend failed: {type(exc).__name__}: {first_line(exc)}") from None

@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nsbiflow.errors import ArtifactNotFoundError, NsbiflowError, SpecError
-from nsbiflow.service.errors import BackendUnavailableError, BadModelError, ModelNotFoundError, ServiceError
+from nsbiflow.service.errors import BackendUnavailableError, BadModelError, ModelNotFoundError, ServiceError, first_line
 from nsbiflow.service.schemas import (
     DIGEST_PATTERN,
     FitOptions,
@@ -67,10 +67,6 @@ class NsbiBundle(BaseModel):
     events: list[EventFile] = Field(default_factory=list)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
 
 @contextlib.contextmanager
 def _physics_errors(what: str) -> Iterator[None]:
@@ -78,11 +74,11 @@ def _physics_errors(what: str) -> Iterator[None]:
     try:
         yield
     except SpecError as exc:
-        raise BadModelError(f"{what}: {_first_line(exc)}") from None
+        raise BadModelError(f"{what}: {first_line(exc)}") from None
     except ServiceError:
         raise
     except NsbiflowError as exc:
-        raise ServiceError(f"{what}: {_first_line(exc)}") from None
+        raise ServiceError(f"{what}: {first_line(exc)}") from None
 
 
 def bundle_document(model: dict[str, Any], ratios: list[str], events: list[dict[str, str]] | None = None) -> Any:
@@ -133,7 +129,7 @@ class NsbiModel:
         try:
             document = jsonpatch.apply_patch(self.document, patch)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-            raise ServiceError(f"the patch does not apply to the model: {_first_line(exc)}") from None
+            raise ServiceError(f"the patch does not apply to the model: {first_line(exc)}") from None
         return NsbiModel(document, self.tables)
 
     def _index(self, name: str) -> int:

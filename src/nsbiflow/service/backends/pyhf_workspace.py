@@ -15,7 +15,7 @@ from typing import Any
 import jsonpatch
 import numpy as np
 
-from nsbiflow.service.errors import BadModelError, ServiceError
+from nsbiflow.service.errors import BadModelError, ServiceError, first_line
 from nsbiflow.service.schemas import (
     FitOptions,
     FitResult,
@@ -34,10 +34,6 @@ MODIFIER_SETTINGS = {"normsys": {"interpcode": "code4"}, "histosys": {"interpcod
 """The interpolation codes ``pyhf cls`` uses."""
 WORKSPACE_KEYS = {"channels", "observations", "measurements", "version"}
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -72,7 +68,7 @@ class PyhfModel:
             self.model = self.workspace.model(modifier_settings=MODIFIER_SETTINGS)
             self.data = self.workspace.data(self.model)
         except (pyhf.exceptions.InvalidSpecification, pyhf.exceptions.InvalidModel, KeyError, ValueError) as exc:
-            raise BadModelError(f"not a valid pyhf workspace: {_first_line(exc)}") from None
+            raise BadModelError(f"not a valid pyhf workspace: {first_line(exc)}") from None
         self.spec = spec
         self.names: list[str] = list(self.model.config.par_names)
 
@@ -101,7 +97,7 @@ class PyhfModel:
         try:
             spec = jsonpatch.apply_patch(self.spec, patch)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-            raise ServiceError(f"the patch does not apply to the workspace: {_first_line(exc)}") from None
+            raise ServiceError(f"the patch does not apply to the workspace: {first_line(exc)}") from None
         return PyhfModel(spec)
 
     def _index(self, name: str) -> int:
@@ -198,9 +194,9 @@ def _fit_errors() -> Iterator[None]:
     try:
         yield
     except pyhf.exceptions.FailedMinimization as exc:
-        raise ServiceError(f"the fit did not converge: {_first_line(exc)}") from None
+        raise ServiceError(f"the fit did not converge: {first_line(exc)}") from None
     except (ValueError, pyhf.exceptions.InvalidPdfParameters) as exc:
-        raise ServiceError(f"pyhf refused the request: {_first_line(exc)}") from None
+        raise ServiceError(f"pyhf refused the request: {first_line(exc)}") from None
 
 
 class PyhfBackend:
@@ -229,11 +225,11 @@ class PyhfBackend:
         try:
             patches = pyhf.PatchSet(copy.deepcopy(patchset))
         except (pyhf.exceptions.InvalidSpecification, KeyError, TypeError) as exc:
-            raise ServiceError(f"patchset: not a valid pyhf patchset: {_first_line(exc)}") from None
+            raise ServiceError(f"patchset: not a valid pyhf patchset: {first_line(exc)}") from None
         try:
             patches.verify(document)
         except pyhf.exceptions.PatchSetVerificationError as exc:
-            raise ServiceError(f"patchset: made for another workspace: {_first_line(exc)}") from None
+            raise ServiceError(f"patchset: made for another workspace: {first_line(exc)}") from None
         known = [p.name for p in patches.patches]
         wanted = names if names is not None else known
         missing = [n for n in wanted if n not in known]
