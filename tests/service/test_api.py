@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from nsbiflow.service.client import FitClient, FitServiceError
+from nsbiflow.service.process import free_port
 
 from .conftest import TOKEN, Server, patchset, pyhf_cls, workspace
 
@@ -276,3 +282,40 @@ def test_jobs_report_progress_and_results(server: Server) -> None:
     assert status["status"] == "failed" and status["error"].startswith("no model sha256:cdcd")
     assert _result(server.http.get("/v1/jobs/" + "0" * 32), 404)["detail"].startswith("no job")
     assert _result(server.http.get("/v1/jobs/not-a-job-id"), 422)["detail"].startswith("path.job_id: ")
+
+
+# ---------------------------------------------------------------- the Python client's errors, a dying worker
+
+
+def test_client_errors_are_one_line(server: Server) -> None:
+    with FitClient(server.url, "a-wrong-token-of-some-length") as client, \
+            pytest.raises(FitServiceError, match=r"^fit service: 401: missing or wrong bearer token") as denied:
+        client.models()
+    assert denied.value.status == 401
+    with FitClient(f"http://127.0.0.1:{free_port()}", TOKEN, timeout=2) as client, \
+            pytest.raises(FitServiceError, match="unreachable"):
+        client.models()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc to find the worker processes")
+def test_a_worker_that_dies_is_replaced(server: Server) -> None:
+    """Last in the module: the pool is replaced, and the next request loads the model again."""
+    with FitClient(server.url, TOKEN) as client:
+        digest = client.upload(workspace())["digest"]
+        before = client.hypotest(digest)["result"]
+        assert server.process.process is not None
+        workers = [c for c in _children(server.process.process.pid)
+                   if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        with pytest.raises(FitServiceError, match="a fit worker died") as died:
+            client.hypotest(digest)
+        assert died.value.status == 503
+        assert client.hypotest(digest)["result"] == before

@@ -59,18 +59,6 @@ def test_restart_keeps_models_jobs_and_archives(tmp_path: Path) -> None:
         assert missing.value.status == 404
 
 
-def test_client_errors_are_one_line(tmp_path: Path) -> None:
-    with ServerProcess(tmp_path / "store", token=TOKEN, workers=0) as server:
-        with FitClient(server.url, "a-wrong-token-of-some-length") as client, \
-                pytest.raises(FitServiceError, match=r"^fit service: 401: missing or wrong bearer token") as denied:
-            client.models()
-        assert denied.value.status == 401
-        port = server.port
-    with FitClient(f"http://127.0.0.1:{port}", TOKEN, timeout=2) as client, \
-            pytest.raises(FitServiceError, match="unreachable"):
-        client.models()
-
-
 def test_client_from_env_is_opt_in(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("NSBIFLOW_FIT_SERVER", raising=False)
     assert client_from_env() is None
@@ -97,7 +85,8 @@ def test_nsbiflow_fit_gives_the_same_answer_locally_and_through_the_server(tmp_p
         assert remote.returncode == 0, remote.stderr
         assert json.loads(remote.stdout)["result"] == json.loads(local.stdout)["result"]
         out = tmp_path / "batch.json"
-        batch = run_cli("fit", "--server", server.url, "--workspace", ws, "--patchset", patches, "-o", out, env=env)
+        batch = run_cli("fit", "--server", server.url, "--workspace", ws, "--patchset", patches, "--hypotest", "1",
+                        "-o", out, env=env)
         assert batch.returncode == 0, batch.stderr
         assert [i["name"] for i in json.loads(out.read_text())["items"]] == ["p0", "p1"]
         denied = run_cli("fit", "--server", server.url, "--workspace", ws, env={"NSBIFLOW_FIT_TOKEN": "x" * 20})
@@ -105,10 +94,8 @@ def test_nsbiflow_fit_gives_the_same_answer_locally_and_through_the_server(tmp_p
         assert denied.stderr.strip() == (
             "error: fit service: 401: missing or wrong bearer token (Authorization: Bearer <token>)"
         )
-    local_batch = run_cli("fit", "--workspace", ws, "--patchset", patches)
-    assert local_batch.returncode == 0, local_batch.stderr
-    assert [i["result"] for i in json.loads(local_batch.stdout)["items"]] == \
-        [i["result"] for i in json.loads(out.read_text())["items"]]
+    for item, signal in zip(json.loads(out.read_text())["items"], ([1.0, 2.0], [4.0, 4.0]), strict=True):
+        assert item["result"]["cls_obs"] == pytest.approx(pyhf_cls(workspace(signal=signal))[0], abs=1e-9)
 
 
 def test_cli_refuses_bad_usage_in_one_line(tmp_path: Path) -> None:
@@ -131,27 +118,3 @@ def test_cli_refuses_bad_usage_in_one_line(tmp_path: Path) -> None:
     parsed = run_cli("fit", "--workspace", broken)
     assert parsed.returncode == 2 and f"{broken}:1:" in parsed.stderr
 
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc to find the worker process")
-def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
-    import signal
-
-    with ServerProcess(tmp_path / "store", token=TOKEN, workers=1) as server, FitClient(server.url, TOKEN) as client:
-        digest = client.upload(workspace())["digest"]
-        before = client.hypotest(digest)["result"]
-        assert server.process is not None
-        workers = [c for c in _children(server.process.pid)
-                   if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
-        assert len(workers) == 1
-        os.kill(workers[0], signal.SIGKILL)
-        with pytest.raises(FitServiceError, match="a fit worker died") as died:
-            client.hypotest(digest)
-        assert died.value.status == 503
-        assert client.hypotest(digest)["result"] == before  # a new pool, the model loaded again
