@@ -44,7 +44,7 @@ def test_restart_keeps_models_jobs_and_archives(tmp_path: Path) -> None:
         batch = client.wait(job_id)
     _archive_with_workspace(store, workspace(observed=[55.0, 70.0]))
     # the new process answers every plain request with 202 (sync wait 0): the client polls transparently
-    with ServerProcess(store, token=TOKEN, workers=1, extra=["--sync-wait", "0"]) as second, \
+    with ServerProcess(store, token=TOKEN, workers=1, extra=["--sync-wait", "0", "--preload", digest]) as second, \
             FitClient(second.url, TOKEN, poll_s=0.02) as client:
         assert [m["name"] for m in client.models()] == ["before-restart"]
         assert client.hypotest(digest, 1.0)["result"] == before
@@ -108,6 +108,9 @@ def test_cli_refuses_bad_usage_in_one_line(tmp_path: Path) -> None:
     assert exposed.returncode == 1 and "only allowed on a loopback address" in exposed.stderr
     short = run_cli("serve", "--store", tmp_path / "store", env={"NSBIFLOW_SERVICE_TOKEN": "short"})
     assert short.returncode == 1 and "shorter than 16 characters" in short.stderr and "short\n" not in short.stderr
+    missing = run_cli("serve", "--store", tmp_path / "store", "--preload", "sha256:" + "0" * 64,
+                      env={"NSBIFLOW_SERVICE_TOKEN": TOKEN})
+    assert missing.returncode == 1 and missing.stderr.strip().startswith("error: no model sha256:0000")
     ws = write_json(tmp_path / "ws.json", workspace())
     both = run_cli("fit", "--workspace", ws, "--hypotest", "1", "--upper-limit")
     assert both.returncode == 2 and both.stderr.strip() == "error: choose one of --hypotest, --upper-limit and --scan"

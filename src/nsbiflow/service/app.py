@@ -235,8 +235,12 @@ def create_app(settings: ServiceSettings, store: ArtifactStore | None = None) ->
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.pool.start()
         for ref in settings.preload:
-            model = await service.resolve(ref)
-            details = await service.pool.run(service.task(model, InfoOptions()))
+            try:
+                model = await service.resolve(ref)
+                details = await service.pool.run(service.task(model, InfoOptions()))
+            except NsbiflowError as exc:  # serve anyway: requests for it get the same one-line error
+                log.error("cannot preload %s: %s", ref, str(exc).splitlines()[0])
+                continue
             log.info("preloaded %s (%s, %d parameters)", ref, model.kind, len(getattr(details, "parameters", [])))
         log.info("fit service ready: %d worker(s), store %s", settings.workers, service.store.uri)
         try:
