@@ -9,8 +9,11 @@ a pyhf PatchSet of N signal hypotheses (N = 100; 10 with ``--quick``). Three way
   seconds); the total for N is the sample's mean times N (reported as such).
 - in process: one Python loop (``PatchSet.apply`` + ``pyhf.infer.hypotest``), numpy backend, scipy optimizer.
 - the service: ``nsbiflow serve`` with one worker per CPU on 127.0.0.1, the workspace uploaded once, then one
-  ``POST /v1/batch`` with the patchset (end to end through HTTP); also N single ``POST /v1/hypotest``
-  requests with each patch, one after the other.
+  ``POST /v1/batch`` with the patchset (end to end through HTTP); also the mean latency of single
+  ``POST /v1/hypotest`` requests with one patch each (25 of them, one after the other).
+
+The fresh-process sample is taken half before and half after the other two ways (the load of a shared
+machine drifts); the 1-minute load average is recorded at each phase.
 
 Every CLs value from the service and from the fresh processes must equal the in-process value to 1e-6.
 
@@ -102,11 +105,13 @@ def in_process(base: dict[str, Any], patches: dict[str, Any]) -> tuple[float, di
     return time.perf_counter() - start, results
 
 
-def process_per_patch(folder: Path, patches: dict[str, Any], sample: int) -> tuple[list[float], dict[str, list[float]]]:
-    """``pyhf cls --patch`` in a fresh process for the first ``sample`` patches."""
+def process_per_patch(
+    folder: Path, patches: dict[str, Any], sample: slice
+) -> tuple[list[float], dict[str, list[float]]]:
+    """``pyhf cls --patch`` in a fresh process for the patches in ``sample``."""
     pyhf_cli = Path(sys.executable).parent / "pyhf"
     times, results = [], {}
-    for patch in patches["patches"][:sample]:
+    for patch in patches["patches"][sample]:
         path = folder / f"{patch['metadata']['name']}.json"
         path.write_text(json.dumps(patch["patch"]))
         start = time.perf_counter()
@@ -118,8 +123,9 @@ def process_per_patch(folder: Path, patches: dict[str, Any], sample: int) -> tup
     return times, results
 
 
-def through_service(folder: Path, base: dict[str, Any], patches: dict[str, Any], workers: int) -> dict[str, Any]:
-    """Upload once, then one batch request and N single requests; timings and results."""
+def through_service(folder: Path, base: dict[str, Any], patches: dict[str, Any], workers: int,
+                    singles: int) -> dict[str, Any]:
+    """Upload once, then one batch request and ``singles`` single requests; timings and results."""
     from nsbiflow.service.client import FitClient
     from nsbiflow.service.process import ServerProcess
 
@@ -132,16 +138,16 @@ def through_service(folder: Path, base: dict[str, Any], patches: dict[str, Any],
         start = time.perf_counter()
         batch = client.batch(digest, patchset=patches)
         batch_s = time.perf_counter() - start
-        singles = {}
+        one_by_one = {}
         start = time.perf_counter()
-        for patch in patches["patches"]:
+        for patch in patches["patches"][:singles]:
             answer = client.hypotest(digest, 1.0, patch=patch["patch"])["result"]
-            singles[patch["metadata"]["name"]] = [answer["cls_obs"], *answer["cls_exp"]]
+            one_by_one[patch["metadata"]["name"]] = [answer["cls_obs"], *answer["cls_exp"]]
         singles_s = time.perf_counter() - start
     assert batch["failed"] == 0, batch
     results = {i["name"]: [i["result"]["cls_obs"], *i["result"]["cls_exp"]] for i in batch["items"]}
-    return {"start_s": ready, "batch_s": batch_s, "singles_s": singles_s,
-            "results": results, "singles": singles}
+    return {"start_s": ready, "batch_s": batch_s, "single_requests": singles,
+            "single_request_mean_s": singles_s / singles, "results": results, "singles": one_by_one}
 
 
 def nsbi_tables(folder: Path, n_events: int, seed: int = 5) -> Path:
@@ -222,17 +228,24 @@ def max_difference(reference: dict[str, list[float]], other: dict[str, list[floa
 
 def main() -> int:
     """Run the three ways, check the numbers agree, write ``results/fit_service[_quick].json``."""
-    n, sample = (10, 2) if quick() else (100, 10)
+    n, sample, singles = (10, 2, 5) if quick() else (100, 10, 25)
     workers = max(1, os.cpu_count() or 1)
     base = workspace()
     patches = patchset(base, n)
     with tempfile.TemporaryDirectory(prefix="nsbiflow-bench-") as scratch:
         folder = Path(scratch)
         (folder / "workspace.json").write_text(json.dumps(base))
+        # the machine's load drifts: half of the fresh-process sample before, half after the other two ways
+        loads = {"start": os.getloadavg()[0]}
+        fresh_times, fresh = process_per_patch(folder, patches, slice(0, sample // 2))
         loop_s, reference = in_process(base, patches)
-        fresh_times, fresh = process_per_patch(folder, patches, sample)
-        service = through_service(folder, base, patches, workers)
-        nsbi_figures = nsbi(folder, 2000 if quick() else 8000, 4 if quick() else 20, 1 if quick() else 3, workers)
+        loads["after in-process"] = os.getloadavg()[0]
+        service = through_service(folder, base, patches, workers, singles)
+        loads["after service"] = os.getloadavg()[0]
+        more_times, more = process_per_patch(folder, patches, slice(sample // 2, sample))
+        fresh_times, fresh = fresh_times + more_times, {**fresh, **more}
+        nsbi_figures = nsbi(folder, 2000 if quick() else 8000, 4 if quick() else 10, 1 if quick() else 2, workers)
+        loads["end"] = os.getloadavg()[0]
     per_process = statistics.mean(fresh_times)
     process_total = per_process * n
     differences = {
@@ -245,7 +258,8 @@ def main() -> int:
         ["pyhf cls, a fresh process per patch", process_total, f"{sample} run, mean x {n}"],
         ["in-process pyhf loop", loop_s, "one process, serial"],
         [f"service: one batch request ({workers} workers)", service["batch_s"], "model already warm"],
-        [f"service: {n} single requests in a row", service["singles_s"], "one patch each"],
+        ["service: single requests, one patch each", service["single_request_mean_s"],
+         f"mean of {singles}, per request"],
     ]
     print(table(f"{n} patches of a {sum(len(c['samples'][0]['data']) for c in base['channels'])}-bin workspace: "
                 "CLs at mu = 1", ["way", "seconds", "note"], rows))
@@ -272,6 +286,7 @@ def main() -> int:
         "max_abs_cls_difference": differences,
         "tolerance": TOLERANCE,
         "results_agree": ok,
+        "load_average_1min": loads,
         "nsbi": nsbi_figures,
     })
     return 0 if ok else 1
