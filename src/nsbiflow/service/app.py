@@ -25,6 +25,7 @@ from nsbiflow.errors import NsbiflowError
 from nsbiflow.service import worker
 from nsbiflow.service.auth import TokenChecker
 from nsbiflow.service.backends import backend
+from nsbiflow.service.backends.pyhf_workspace import warm_up_server
 from nsbiflow.service.errors import ServiceError, http_status
 from nsbiflow.service.jobs import Job, JobManager
 from nsbiflow.service.limits import BodySizeLimit
@@ -233,7 +234,7 @@ def create_app(settings: ServiceSettings, store: ArtifactStore | None = None) ->
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await service.pool.start()
+        await asyncio.gather(service.pool.start(), asyncio.to_thread(warm_up_server))
         for ref in settings.preload:
             try:
                 model = await service.resolve(ref)

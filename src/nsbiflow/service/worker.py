@@ -30,14 +30,6 @@ _MODELS: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
 _STORES: dict[str, ArtifactStore] = {}
 _SETTINGS = {"warm_models": 16}
 _STATS = {"loads": 0, "hits": 0}
-WARM_UP_WORKSPACE: dict[str, Any] = {
-    "version": "1.0.0",
-    "channels": [{"name": "c", "samples": [
-        {"name": "s", "data": [5.0], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
-        {"name": "b", "data": [50.0], "modifiers": [{"name": "u", "type": "shapesys", "data": [5.0]}]}]}],
-    "observations": [{"name": "c", "data": [52.0]}],
-    "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
-}
 
 
 @dataclass(frozen=True)
@@ -60,7 +52,7 @@ def initialize(warm_models: int = 16) -> None:
     first real request this worker gets.
     """
     _SETTINGS["warm_models"] = warm_models
-    from nsbiflow.service.backends.pyhf_workspace import PyhfModel
+    from nsbiflow.service.backends.pyhf_workspace import WARM_UP_WORKSPACE, PyhfModel
     from nsbiflow.service.schemas import HypotestOptions
 
     PyhfModel(WARM_UP_WORKSPACE).hypotest(HypotestOptions(poi=1.0))

@@ -33,6 +33,25 @@ from nsbiflow.store import ArtifactStore
 MODIFIER_SETTINGS = {"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}}
 """The interpolation codes ``pyhf cls`` uses."""
 WORKSPACE_KEYS = {"channels", "observations", "measurements", "version"}
+WARM_UP_WORKSPACE: dict[str, Any] = {  # the smallest workspace: warms up workers and the server
+    "version": "1.0.0",
+    "channels": [{"name": "c", "samples": [
+        {"name": "s", "data": [5.0], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
+        {"name": "b", "data": [50.0], "modifiers": [{"name": "u", "type": "shapesys", "data": [5.0]}]}]}],
+    "observations": [{"name": "c", "data": [52.0]}],
+    "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
+}
+
+
+def warm_up_server() -> None:
+    """Import pyhf and build its patchset validator in the server process (it expands batches' patchsets)."""
+    import pyhf
+
+    pyhf.PatchSet({
+        "metadata": {"name": "warm-up", "description": "", "labels": ["x"], "references": {"hepdata": "ins0000000"},
+                     "digests": {"sha256": pyhf.utils.digest(WARM_UP_WORKSPACE)}},
+        "patches": [{"metadata": {"name": "p", "values": [0]}, "patch": []}], "version": "1.0.0",
+    }).verify(WARM_UP_WORKSPACE)
 
 
 
