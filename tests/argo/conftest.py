@@ -18,8 +18,8 @@ WORKFLOWS = REPO / "workflows"
 
 
 def workflow_files() -> list[Path]:
-    """Every workflow file under workflows/ (compiled goldens excluded)."""
-    return sorted(p for p in WORKFLOWS.rglob("*.yaml") if ".argo." not in p.name)
+    """Every workflow file under workflows/ (compiled goldens and the statistical models in models/ excluded)."""
+    return sorted(p for p in WORKFLOWS.rglob("*.yaml") if ".argo." not in p.name and "models" not in p.parts)
 
 
 def golden_path(workflow: Path) -> Path:

@@ -30,13 +30,14 @@ class ToyTruth:
             kind: [(c.weight, c.mean, *np.linalg.eigh(c.cov)) for c in model.latent_components(kind)]
             for kind in ("signal", "background")
         }
-        self._cache: tuple[int, int, list[FloatArray]] | None = None
+        self._cache: dict[str, tuple[FloatArray, list[FloatArray]]] = {}
 
     def _projections(self, kind: str, x: FloatArray) -> list[FloatArray]:
-        key = (id(x), hash(kind))
-        if self._cache is None or self._cache[:2] != key:
-            self._cache = (*key, [x @ vectors for _, _, _, vectors in self._eig[kind]])
-        return self._cache[2]
+        cached = self._cache.get(kind)
+        if cached is None or cached[0] is not x:  # identity, with a reference held: an id is never reused
+            cached = (x, [x @ vectors for _, _, _, vectors in self._eig[kind]])
+            self._cache[kind] = cached
+        return cached[1]
 
     def _log_density(self, kind: str, x: FloatArray, scale: float) -> FloatArray:
         noise2 = self.model.noise**2

@@ -39,13 +39,16 @@ class InferConfig(BaseModel):
     at: dict[str, float] = Field(default_factory=dict, description="parameter values of parametrized ensembles")
 
 
+METHODS: tuple[Literal["exact", "nsbi", "histogram"], ...] = ("exact", "nsbi", "histogram")
+
+
 class FitConfig(BaseModel):
     """Parameters of ``fit`` (the statistical analysis of a declared model)."""
 
     model_config = ConfigDict(extra="forbid")
 
     methods: list[Literal["exact", "nsbi", "histogram"]] = Field(
-        default_factory=lambda: ["exact", "nsbi", "histogram"],
+        default_factory=lambda: list(METHODS),
         description="exact: the model's simulator densities at every parameter point (skipped when the model has "
         "no truth); nsbi: the ratio ensembles; histogram: each unbinned region binned in one observable (pyhf)",
     )

@@ -37,8 +37,9 @@ def _analyse(
 ) -> dict[str, Any]:
     ps = like.parameters
     best = fit.minimise(like, use_gradient=use_gradient)
-    profile = fit.Profile(like, best, use_gradient)
-    free, cov = fit.covariance(like, best.x)
+    curvature: list[fit.Curvature] = []
+    free, cov = fit.covariance(like, best.x, curvature)
+    profile = fit.Profile(like, best, use_gradient, curvature=curvature[0])
     errors = {ps.names[i]: math.sqrt(max(cov[a, a], 0.0)) for a, i in enumerate(free)}
     pois: dict[str, Any] = {}
     for poi in ps.pois:
@@ -60,7 +61,7 @@ def _analyse(
             "cls_upper_limit_95": None,
         }
         if with_cls:
-            data, asimov = fit.cls_profiles(like, poi, use_gradient)
+            data, asimov = fit.cls_profiles(like, poi, use_gradient, curvature[0])
             entry["cls_upper_limit_95"] = fit.upper_limit(data, asimov, poi)
         pois[poi] = entry
     best = profile.best  # a profile may have found a lower minimum
@@ -92,11 +93,11 @@ def _analyse(
         "scan_2d": None,
     }
     if with_impacts and ps.pois:
-        result["impacts"] = fit.impacts(like, best, free, cov, ps.pois[0], use_gradient)
+        result["impacts"] = fit.impacts(like, best, free, cov, ps.pois[0], use_gradient, curvature[0])
     if scan_2d is not None:
         a, b = scan_2d
         ga = np.linspace(*ps.bounds[like.index[a]], n_scan_2d)
         gb = np.linspace(*ps.bounds[like.index[b]], n_scan_2d)
-        grid = [[profile.t({a: float(x), b: float(y)}) for y in gb] for x in ga]
-        result["scan_2d"] = {"x": a, "y": b, "x_values": ga.tolist(), "y_values": gb.tolist(), "t": grid}
+        t2 = [[profile.t({a: float(x), b: float(y)}) for y in gb] for x in ga]
+        result["scan_2d"] = {"x": a, "y": b, "x_values": ga.tolist(), "y_values": gb.tolist(), "t": t2}
     return result

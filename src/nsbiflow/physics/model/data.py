@@ -62,6 +62,10 @@ class Table:
         """The rows in ``mask``."""
         return Table(name or self.name, {k: np.asarray(v)[mask] for k, v in self.columns.items()}, dict(self.meta))
 
+    def take(self, rows: NDArray[np.int64]) -> Table:
+        """The rows at positions ``rows`` (repeats allowed)."""
+        return Table(self.name, {k: np.asarray(v)[rows] for k, v in self.columns.items()}, dict(self.meta))
+
 
 def concatenate(tables: Sequence[Table], name: str) -> Table:
     """Rows of several tables with the same columns (columns missing in any table are dropped)."""

@@ -82,17 +82,16 @@ def to_pyhf(like: Likelihood) -> tuple[dict[str, Any] | None, str]:
                 used[names[0]] = "normfactor"
             else:
                 return None, f"coefficient {expression.text!r} of {term.name}/{pname} is not a pyhf modifier"
-            for m, bin_term in zip(
-                [m for m in process.modifiers if isinstance(m, HistoSys)], pterm.bin_terms, strict=True
-            ):
+            shapes = [h for h in process.modifiers if isinstance(h, HistoSys)]
+            for h, bin_term in zip(shapes, pterm.bin_terms, strict=True):
                 mods.append(
                     {
-                        "name": m.parameter,
+                        "name": h.parameter,
                         "type": "histosys",
                         "data": {"hi_data": bin_term.up.tolist(), "lo_data": bin_term.down.tolist()},
                     }
                 )
-                used[m.parameter] = "histosys"
+                used[h.parameter] = "histosys"
             for m in process.modifiers:
                 if isinstance(m, NormSys):
                     mods.append({"name": m.parameter, "type": "normsys", "data": {"hi": m.hi, "lo": m.lo}})

@@ -266,7 +266,7 @@ class UnbinnedTerm:
             self.norm_blocks.append((w, onehot, prepared, x))
         self.data_block: Block | None = None
         self.counts = torch.zeros(0, dtype=torch.float64)
-        self._constant: dict[tuple[str | None, int], tuple[FloatArray, torch.Tensor]] = {}
+        self._constant: dict[str | None, tuple[FloatArray, torch.Tensor]] = {}
 
     # -- inputs
     def _x(self, table: Table) -> FloatArray:
@@ -332,11 +332,12 @@ class UnbinnedTerm:
                 self.truth.density(process, x, dict(zip(names, map(float, values), strict=True))), dtype=np.float64
             )
 
-        if not indices:  # independent of the parameters: evaluated once per event set
-            key = (process, id(x))
-            if key not in self._constant:
-                self._constant[key] = (x, torch.from_numpy(density(np.zeros(0))))
-            return self._constant[key][1]
+        if not indices:  # independent of the parameters: evaluated once per event set (the last one kept)
+            cached = self._constant.get(process)
+            if cached is None or cached[0] is not x:
+                cached = (x, torch.from_numpy(density(np.zeros(0))))
+                self._constant[process] = cached
+            return cached[1]
         return _Exact.apply(theta[indices], density)
 
     def _density_signed(self, term: ProcessTerm, theta: torch.Tensor, block: Block) -> torch.Tensor:

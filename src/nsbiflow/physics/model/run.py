@@ -69,7 +69,13 @@ def run_fit(
     for name in scan_2d:
         if name not in model.pois():
             raise StageError(f"fit: scan_2d parameter {name!r} is not a parameter of interest ({model.pois()})")
-    options = {"n_scan": n_scan, "scan_2d": pair, "n_scan_2d": n_scan_2d, "with_cls": cls, "with_impacts": impacts}
+    options: dict[str, Any] = {
+        "n_scan": n_scan,
+        "scan_2d": pair,
+        "n_scan_2d": n_scan_2d,
+        "with_cls": cls,
+        "with_impacts": impacts,
+    }
     results: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     workspace: dict[str, Any] = {}
@@ -95,7 +101,7 @@ def run_fit(
             spec, workspace_note = to_pyhf(hist)
             workspace = spec or {}
     poi = model.pois()[0]
-    truth_meta = {}
+    truth_meta: dict[str, Any] = {}
     for region in model.regions.values():
         if isinstance(region.data, str) and region.data in tables:
             truth_meta = tables[region.data].meta.get("truth", {}) or {}

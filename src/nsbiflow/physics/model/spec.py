@@ -328,7 +328,7 @@ def references(model: Model) -> list[tuple[Loc, str]]:
                     found.append(((*at, "ratio"), "a binned region's process takes no ratio"))
                 elif process.ratio not in model.ratios:
                     found.append(((*at, "ratio"), f"ratio {process.ratio!r} is not declared under 'ratios'"))
-                elif unbinned and model.ratios[process.ratio].denominator != region.reference:
+                elif isinstance(region, UnbinnedRegion) and model.ratios[process.ratio].denominator != region.reference:
                     found.append(
                         (
                             (*at, "ratio"),

@@ -125,7 +125,7 @@ def resampler(
             for process, pool in per_process.items():
                 n = int(rng.poisson(max(expected[region][process], 0.0)))
                 rows = rng.choice(len(pool), size=n, replace=n > len(pool))
-                parts.append(pool.select(rows))
+                parts.append(pool.take(rows))
             out[region] = concatenate(parts, "toy")
         return out
 
