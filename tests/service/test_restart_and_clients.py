@@ -26,11 +26,14 @@ def _archive_with_workspace(store_path: Path, spec: dict[str, Any], name: str = 
     store = open_store(store_path)
     data = canonical_json(spec)
     blob = store.put_bytes(data)
+    other = store.put_bytes(b'{"mu_hat": 1.0}')
+    # as the toy workflow declares it: the reinterpretation interface names results.json, not the workspace
     write_archive(store, ArchiveRecord(
         name=name, created="2026-01-01T00:00:00+00:00", run_id="run-1", workflow_name="toy", workflow_file=blob,
-        workflow_document=blob, definitions={}, parameters={}, interface={"results": ["workspace"]}, images={},
-        versions={}, steps={}, manifest={}, blobs={blob: "workspace"},
-        results={"workspace": ArtifactRef(kind="file", digest=blob, size=len(data), filename="workspace.json")},
+        workflow_document=blob, definitions={}, parameters={}, interface={"results": ["results"]}, images={},
+        versions={}, steps={}, manifest={}, blobs={blob: "workspace", other: "results"},
+        results={"workspace": ArtifactRef(kind="file", digest=blob, size=len(data), filename="workspace.json"),
+                 "results": ArtifactRef(kind="file", digest=other, size=15, filename="results.json")},
     ))
 
 

@@ -142,7 +142,9 @@ class ModelRegistry:
         archive, _, label = ref.partition(":")
         try:
             _, record = load_archive(self.store, archive)
-            candidates = {label: ("pyhf", digest) for label, digest in _workspaces(self.store, record).items()}
+            # every result, not only the reinterpretation interface's (a workspace is often not in it)
+            every = record.model_copy(update={"interface": {**record.interface, "results": list(record.results)}})
+            candidates = {label: ("pyhf", digest) for label, digest in _workspaces(self.store, every).items()}
         except ArchiveError as exc:
             raise ModelNotFoundError(str(exc).splitlines()[0]) from None
         for step, bundle in self._archived_bundles(record.manifest).items():
