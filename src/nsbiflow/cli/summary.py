@@ -76,6 +76,11 @@ def print_summary(manifest: RunManifest, exported: dict[str, list[Path]], *, err
                     click.echo(table, err=err)
 
 
+def _number(value: Any) -> float:
+    """A reported number, NaN when absent or null (e.g. a CLs limit that was not bracketed)."""
+    return float(value) if isinstance(value, int | float) else float("nan")
+
+
 def results_table(path: Path) -> str:
     """A fixed-width table of a limits ``results.json`` (exact vs NSBI vs histogram), if it has that form."""
     try:
@@ -96,7 +101,7 @@ def results_table(path: Path) -> str:
         r = data[method]
         lines.append(
             f"  {method:<10} {r.get('mu_hat', float('nan')):>8.3f} {fmt_interval(r.get('interval_68')):>18} "
-            f"{fmt_interval(r.get('interval_95')):>18} {r.get('cls_upper_limit_95', float('nan')):>9.3f} "
+            f"{fmt_interval(r.get('interval_95')):>18} {_number(r.get('cls_upper_limit_95')):>9.3f} "
             f"{r.get('z0', float('nan')):>6.2f}"
         )
     return "\n".join(lines)

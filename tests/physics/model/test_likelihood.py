@@ -132,3 +132,24 @@ def test_negative_interference_coefficients_fit_and_never_nan() -> None:
     best2 = fit.minimise(like2)
     assert math.isfinite(best2.twice_nll)
     assert best2.nonpositive == 0  # the fit stays where every observed event has a positive density
+
+
+def test_mcstat_adds_an_implicit_nuisance_and_is_normalised(toy_model, toy_tables) -> None:
+    """``mcstat`` moves every event's ratio by its ensemble spread; the yield follows (E_p[exp(theta s)])."""
+    data = toy_model.model_dump(by_alias=True, exclude_none=True)
+    data["regions"]["SR"]["processes"]["background"]["modifiers"].append({"type": "mcstat"})
+    tables = {}
+    for name, t in toy_tables.items():
+        cols = dict(t.columns)
+        cols["logr_background_std"] = 0.02 + 0.01 * np.abs(cols["x0"])
+        tables[name] = Table(name, cols, t.meta)
+    like = Likelihood(model_from_data(data), tables)
+    assert like.parameters.names[-1] == "mcstat_SR_background"
+    sr = like.regions[0]
+    theta = like.point({"mcstat_SR_background": 1.5, "mu": 0.0})
+    spread = tables["background"].col("logr_background_std")
+    inside = tables["background"].in_support
+    expected = 1000.0 * np.mean(np.exp(1.5 * spread) * inside)
+    assert float(sr.rates(theta, like.scope(theta))[0]) == pytest.approx(expected, rel=1e-10)
+    best = fit.minimise(like)
+    assert best.converged and abs(best.x[-1]) < 3

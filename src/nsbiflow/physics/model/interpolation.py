@@ -50,22 +50,26 @@ class Code4Batch:
         self._powers = torch.arange(1, 7, dtype=torch.float64)
 
     def log(self, theta: torch.Tensor) -> torch.Tensor:
-        """``sum_s log f_s(theta_s)`` per element (``theta`` of shape ``(S,)``)."""
+        """``sum_s log f_s(theta_s)`` per element (``theta`` of shape ``(S,)``).
+
+        No per-call indexing of the ``(S, 6, n)`` coefficients (a copy of the largest array): each branch uses
+        ``theta`` with the other branches' entries set to 0, which contribute exactly nothing there.
+        """
         values = theta.detach().numpy()
+        above_np, below_np = values >= 1, values <= -1
+        inside_np = ~(above_np | below_np)
         total = torch.zeros(self.log_up.shape[1], dtype=torch.float64)
-        above, below = values >= 1, values <= -1
-        inside = ~(above | below)
-        if above.any():
-            idx = torch.from_numpy(np.flatnonzero(above))
-            total = total + theta[idx] @ self.log_up[idx]
-        if below.any():
-            idx = torch.from_numpy(np.flatnonzero(below))
-            total = total - theta[idx] @ self.log_down[idx]
-        if inside.any():
-            idx = torch.from_numpy(np.flatnonzero(inside))
-            powers = theta[idx, None] ** self._powers  # (m, 6)
-            poly = torch.einsum("mk,mkn->mn", powers, self.coefficients[idx])
-            total = total + torch.log(torch.clamp(1.0 + poly, min=FLOOR)).sum(0)
+        zero = torch.zeros_like(theta)
+        if above_np.any():
+            total = total + torch.where(torch.from_numpy(above_np), theta, zero) @ self.log_up
+        if below_np.any():
+            total = total - torch.where(torch.from_numpy(below_np), theta, zero) @ self.log_down
+        if inside_np.any():
+            inner = torch.where(torch.from_numpy(inside_np), theta, zero)
+            powers = inner[:, None] ** self._powers  # (S, 6); rows of other branches are 0
+            poly = torch.einsum("sk,skn->sn", powers, self.coefficients)
+            factors = torch.clamp(1.0 + poly, min=FLOOR)
+            total = total + torch.log(factors.prod(0) if factors.shape[0] > 1 else factors[0])
         return total
 
 
