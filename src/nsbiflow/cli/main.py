@@ -7,7 +7,13 @@ import importlib
 from nsbiflow.cli.app import cli
 
 COMMAND_MODULES = ("nsbiflow.cli.local", "nsbiflow.cli.compile", "nsbiflow.cli.maintenance")
-OPTIONAL_COMMAND_MODULES = ("nsbiflow.cli.cluster", "nsbiflow.cli.archive", "nsbiflow.cli.report")
+OPTIONAL_COMMAND_MODULES = (
+    "nsbiflow.cli.cluster",
+    "nsbiflow.cli.archive",
+    "nsbiflow.cli.report",
+    "nsbiflow.cli.serve",
+    "nsbiflow.cli.fit",
+)
 
 
 def _register() -> None:

@@ -1,0 +1,64 @@
+"""The fit-backend interface: how the service loads one kind of model and evaluates operations on it.
+
+A backend turns a stored model document into a ``LoadedModel`` (the warm object a worker keeps), knows
+whether a document is its kind, and expands its batch-patch format. One module per backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from nsbiflow.service.schemas import (
+    FitOptions,
+    FitResult,
+    HypotestOptions,
+    HypotestResult,
+    ModelDetails,
+    ProfileOptions,
+    ProfileResult,
+    UpperLimitOptions,
+    UpperLimitResult,
+)
+from nsbiflow.store import ArtifactStore
+
+
+class LoadedModel(Protocol):
+    """A model ready to fit (kept warm by the worker that loaded it)."""
+
+    kind: str
+
+    def details(self) -> ModelDetails:
+        """Parameters and a short structural summary."""
+
+    def patched(self, patch: list[dict[str, Any]]) -> LoadedModel:
+        """A new model with an RFC 6902 patch applied to the model document."""
+
+    def fit(self, options: FitOptions) -> FitResult:
+        """Maximum-likelihood fit."""
+
+    def hypotest(self, options: HypotestOptions) -> HypotestResult:
+        """Asymptotic CLs at one POI value."""
+
+    def upper_limit(self, options: UpperLimitOptions) -> UpperLimitResult:
+        """Observed and expected CLs upper limits."""
+
+    def profile(self, options: ProfileOptions) -> ProfileResult:
+        """Profiled ``-2 ln L`` at one parameter value."""
+
+
+class FitBackend(Protocol):
+    """One kind of model."""
+
+    kind: str
+
+    def available(self) -> str | None:
+        """None when usable; otherwise the one-line reason it is not (e.g. a missing package)."""
+
+    def detect(self, document: Any) -> bool:
+        """Whether a parsed JSON document is a model of this kind."""
+
+    def load(self, store: ArtifactStore, document: Any, digest: str) -> LoadedModel:
+        """Build the warm model from its document (further blobs, e.g. ratio tables, come from ``store``)."""
+
+    def expand_patchset(self, document: Any, patchset: Any, names: list[str] | None) -> list[tuple[str, list[Any]]]:
+        """A batch's patchset as (name, RFC 6902 operations) pairs, checked against the model document."""

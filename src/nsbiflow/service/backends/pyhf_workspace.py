@@ -1,0 +1,258 @@
+"""The pyhf backend: a HistFactory workspace (pyhf JSON), fitted with pyhf's numpy backend.
+
+Settings follow ``pyhf cls`` exactly (code4 normsys and code4p histosys interpolation, the scipy optimizer
+for hypotests), so the service's CLs values equal the command line's; best fits use Minuit for the
+parameter uncertainties. The optimizer is global pyhf state: every worker runs one task at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import jsonpatch
+import numpy as np
+
+from nsbiflow.service.errors import BadModelError, ServiceError, first_line
+from nsbiflow.service.schemas import (
+    FitOptions,
+    FitResult,
+    HypotestOptions,
+    HypotestResult,
+    ModelDetails,
+    ParameterValue,
+    ProfileOptions,
+    ProfileResult,
+    UpperLimitOptions,
+    UpperLimitResult,
+)
+from nsbiflow.store import ArtifactStore
+
+MODIFIER_SETTINGS = {"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}}
+"""The interpolation codes ``pyhf cls`` uses."""
+WORKSPACE_KEYS = {"channels", "observations", "measurements", "version"}
+WARM_UP_WORKSPACE: dict[str, Any] = {  # the smallest workspace: warms up workers and the server
+    "version": "1.0.0",
+    "channels": [{"name": "c", "samples": [
+        {"name": "s", "data": [5.0], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
+        {"name": "b", "data": [50.0], "modifiers": [{"name": "u", "type": "shapesys", "data": [5.0]}]}]}],
+    "observations": [{"name": "c", "data": [52.0]}],
+    "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
+}
+
+
+def warm_up_server() -> None:
+    """Import pyhf and build its patchset validator in the server process (it expands batches' patchsets)."""
+    import pyhf
+
+    pyhf.PatchSet({
+        "metadata": {"name": "warm-up", "description": "", "labels": ["x"], "references": {"hepdata": "ins0000000"},
+                     "digests": {"sha256": pyhf.utils.digest(WARM_UP_WORKSPACE)}},
+        "patches": [{"metadata": {"name": "p", "values": [0]}, "patch": []}], "version": "1.0.0",
+    }).verify(WARM_UP_WORKSPACE)
+
+
+
+@contextlib.contextmanager
+def optimizer(name: str) -> Iterator[None]:
+    """Use pyhf's ``scipy`` or ``minuit`` optimizer inside the block (numpy backend)."""
+    import pyhf
+
+    tensorlib, previous = pyhf.get_backend()
+    wanted = pyhf.optimize.minuit_optimizer(verbose=0) if name == "minuit" else pyhf.optimize.scipy_optimizer()
+    if type(previous) is type(wanted):
+        yield
+        return
+    pyhf.set_backend(tensorlib, wanted)
+    try:
+        yield
+    finally:
+        pyhf.set_backend(tensorlib, previous)
+
+
+class PyhfModel:
+    """A pyhf workspace, its model (the default measurement) and its observed data."""
+
+    kind = "pyhf"
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        import pyhf
+
+        if pyhf.get_backend()[0].name != "numpy":
+            pyhf.set_backend("numpy")
+        try:
+            self.workspace = pyhf.Workspace(spec)
+            self.model = self.workspace.model(modifier_settings=MODIFIER_SETTINGS)
+            self.data = self.workspace.data(self.model)
+        except (pyhf.exceptions.InvalidSpecification, pyhf.exceptions.InvalidModel, KeyError, ValueError) as exc:
+            raise BadModelError(f"not a valid pyhf workspace: {first_line(exc)}") from None
+        self.spec = spec
+        self.names: list[str] = list(self.model.config.par_names)
+
+    # -- structure --------------------------------------------------------------------------------
+    @property
+    def poi(self) -> str | None:
+        """Name of the parameter of interest."""
+        return self.model.config.poi_name
+
+    def details(self) -> ModelDetails:
+        """Parameters and channels."""
+        return ModelDetails(
+            kind="pyhf",
+            poi=self.poi,
+            parameters=self.names,
+            summary={
+                "channels": list(self.model.config.channels),
+                "samples": list(self.model.config.samples),
+                "bins": int(sum(self.model.config.channel_nbins.values())),
+                "measurement": self.workspace.get_measurement()["name"],
+            },
+        )
+
+    def patched(self, patch: list[dict[str, Any]]) -> PyhfModel:
+        """The workspace with an RFC 6902 patch applied (like a pyhf PatchSet patch)."""
+        try:
+            spec = jsonpatch.apply_patch(self.spec, patch)
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+            raise ServiceError(f"the patch does not apply to the workspace: {first_line(exc)}") from None
+        return PyhfModel(spec)
+
+    def _index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise ServiceError(f"no parameter {name!r} in the model (parameters: {', '.join(self.names)})") from None
+
+    def _poi_index(self, parameter: str | None = None) -> int:
+        if parameter is not None:
+            return self._index(parameter)
+        if self.model.config.poi_index is None:
+            raise ServiceError("the workspace's measurement declares no parameter of interest")
+        return int(self.model.config.poi_index)
+
+    def _starts(self, fixed: dict[str, float], init: dict[str, float]) -> tuple[list[float], list[bool]]:
+        values = list(self.model.config.suggested_init())
+        frozen = list(self.model.config.suggested_fixed())
+        for name, value in init.items():
+            values[self._index(name)] = float(value)
+        for name, value in fixed.items():
+            index = self._index(name)
+            values[index] = float(value)
+            frozen[index] = True
+        return values, frozen
+
+    # -- operations --------------------------------------------------------------------------------
+    def fit(self, options: FitOptions) -> FitResult:
+        """Best fit with Minuit uncertainties."""
+        import pyhf
+
+        init, fixed = self._starts(options.fixed, options.init)
+        with optimizer("minuit"), _fit_errors():
+            result, twice_nll = pyhf.infer.mle.fit(
+                self.data, self.model, init_pars=init, fixed_params=fixed,
+                return_uncertainties=True, return_fitted_val=True,
+            )
+        result = np.asarray(result)
+        return FitResult(
+            twice_nll=float(twice_nll),
+            parameters=[
+                ParameterValue(name=n, value=float(v), error=None if frozen else float(e))
+                for n, (v, e), frozen in zip(self.names, result, fixed, strict=True)
+            ],
+        )
+
+    def hypotest(self, options: HypotestOptions) -> HypotestResult:
+        """``pyhf cls`` at one POI value."""
+        import pyhf
+
+        self._poi_index()
+        with optimizer("scipy"), _fit_errors():
+            observed, expected = pyhf.infer.hypotest(
+                options.poi, self.data, self.model, test_stat=options.test_stat, return_expected_set=True
+            )
+        return HypotestResult(
+            poi=options.poi, test_stat=options.test_stat, cls_obs=float(observed),
+            cls_exp=[float(v) for v in np.asarray(expected).ravel()],
+        )
+
+    def upper_limit(self, options: UpperLimitOptions) -> UpperLimitResult:
+        """Observed and expected CLs upper limits (root finding, or interpolation on ``scan``)."""
+        import pyhf
+
+        self._poi_index()
+        scan = np.asarray(options.scan, dtype=float) if options.scan is not None else None
+        with optimizer("scipy"), _fit_errors():
+            observed, expected = pyhf.infer.intervals.upper_limits.upper_limit(
+                self.data, self.model, scan=scan, level=options.level
+            )
+        return UpperLimitResult(
+            level=options.level, obs=float(observed), exp=[float(v) for v in np.asarray(expected).ravel()]
+        )
+
+    def profile(self, options: ProfileOptions) -> ProfileResult:
+        """``-2 ln L`` with ``parameter`` fixed at ``value``, every other free parameter fitted."""
+        import pyhf
+
+        index = self._poi_index(options.parameter)
+        init, fixed = self._starts({}, {})
+        init[index], fixed[index] = options.value, True
+        with optimizer("scipy"), _fit_errors():
+            _, twice_nll = pyhf.infer.mle.fit(
+                self.data, self.model, init_pars=init, fixed_params=fixed, return_fitted_val=True
+            )
+        return ProfileResult(parameter=self.names[index], value=options.value, twice_nll=float(twice_nll))
+
+
+@contextlib.contextmanager
+def _fit_errors() -> Iterator[None]:
+    """A failed minimisation becomes one line naming the cause."""
+    import pyhf
+
+    try:
+        yield
+    except pyhf.exceptions.FailedMinimization as exc:
+        raise ServiceError(f"the fit did not converge: {first_line(exc)}") from None
+    except (ValueError, pyhf.exceptions.InvalidPdfParameters) as exc:
+        raise ServiceError(f"pyhf refused the request: {first_line(exc)}") from None
+
+
+class PyhfBackend:
+    """Loads pyhf workspaces; expands pyhf PatchSets."""
+
+    kind = "pyhf"
+
+    def available(self) -> str | None:
+        """pyhf is a core dependency: always available."""
+        return None
+
+    def detect(self, document: Any) -> bool:
+        """A pyhf workspace has channels, observations, measurements and version."""
+        return isinstance(document, dict) and set(document) >= WORKSPACE_KEYS
+
+    def load(self, store: ArtifactStore, document: Any, digest: str) -> PyhfModel:
+        """A warm pyhf model (the workspace is self-contained: nothing else is read from the store)."""
+        if not self.detect(document):
+            raise BadModelError(f"model {digest} is not a pyhf workspace (needs {', '.join(sorted(WORKSPACE_KEYS))})")
+        return PyhfModel(document)
+
+    def expand_patchset(self, document: Any, patchset: Any, names: list[str] | None) -> list[tuple[str, list[Any]]]:
+        """The patches of a pyhf PatchSet, after checking its workspace digest against the model."""
+        import pyhf
+
+        try:
+            patches = pyhf.PatchSet(copy.deepcopy(patchset))
+        except (pyhf.exceptions.InvalidSpecification, KeyError, TypeError) as exc:
+            raise ServiceError(f"patchset: not a valid pyhf patchset: {first_line(exc)}") from None
+        try:
+            patches.verify(document)
+        except pyhf.exceptions.PatchSetVerificationError as exc:
+            raise ServiceError(f"patchset: made for another workspace: {first_line(exc)}") from None
+        known = [p.name for p in patches.patches]
+        wanted = names if names is not None else known
+        missing = [n for n in wanted if n not in known]
+        if missing:
+            raise ServiceError(f"names: the patchset has no patch {missing[0]!r} (patches: {', '.join(known[:10])})")
+        by_name = {p.name: p for p in patches.patches}
+        return [(name, list(by_name[name].patch)) for name in wanted]
