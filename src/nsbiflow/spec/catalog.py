@@ -32,11 +32,11 @@ class StepCatalog:
     @classmethod
     def for_workflow(cls, workflow_file: str | Path, extra: list[Path] | None = None) -> StepCatalog:
         """The search path for a workflow: extra dirs, ``$NSBIFLOW_STEPS_PATH``, ``steps/`` beside or
-        one level above the workflow file, then the catalog shipped inside the package."""
+        one or two levels above the workflow file, then the catalog shipped inside the package."""
         here = Path(workflow_file).resolve().parent
         dirs: list[Path] = list(extra or [])
         dirs += [Path(p) for p in os.environ.get(STEPS_PATH_ENV, "").split(os.pathsep) if p]
-        dirs += [here / "steps", here.parent / "steps", Path(__file__).resolve().parents[1] / "_catalog" / "steps"]
+        dirs += [here / "steps", here.parent / "steps", here.parent.parent / "steps", Path(__file__).resolve().parents[1] / "_catalog" / "steps"]
         return cls(search_path=[d for d in dirs if d.is_dir()])
 
     def find(self, name: str) -> CatalogEntry | None:
