@@ -1,0 +1,179 @@
+"""Engine at ATLAS scale: plan and compile the 14,000-network example; the local executor at 10^4 steps.
+
+Figures:
+
+- the ATLAS-sized example (``workflows/examples/atlas-scale.yaml``): networks, step instances, pods of the
+  compiled Argo Workflow, its size (compact JSON, as the API server stores it) against etcd's 1 MiB, its
+  largest list against the safe size (1,000), the number of sharded loops; plan and compile wall time and
+  peak traced Python memory (``tracemalloc``, in fresh subprocesses so imports are not counted twice);
+- the local executor's overhead per step on trivial steps (``sh`` writing one file) at growing widths up to
+  10^4 instances: (wall time - the same count of bare ``sh`` processes run back to back) / steps, so a
+  super-linear scheduler shows as a growing ms/step;
+- the yadage export of the ATLAS example: stages and size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import quick, table, write_result
+from engine_overhead import run_local, trivial_workflow
+
+REPO = Path(__file__).resolve().parents[1]
+ATLAS = REPO / "workflows" / "examples" / "atlas-scale.yaml"
+MiB = 1024 * 1024
+
+
+def _measure_atlas() -> dict[str, Any]:
+    """In this process: plan and compile the ATLAS example with wall time and peak traced memory."""
+    import tracemalloc
+
+    from nsbiflow.backends.argo import compile_workflow
+    from nsbiflow.backends.argo.compiler import to_dict
+    from nsbiflow.backends.argo.sharding import largest_lists, object_bytes
+    from nsbiflow.engine.plan import load_plan
+
+    tracemalloc.start()
+    start = time.perf_counter()
+    plan = load_plan(ATLAS)
+    plan_s = time.perf_counter() - start
+    plan_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.reset_peak()
+    start = time.perf_counter()
+    document = to_dict(compile_workflow(plan))
+    compile_s = time.perf_counter() - start
+    compile_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    loops = [(n, p) for n, p in largest_lists(document) if p.endswith("withItems")]
+    train = [s for s in plan.steps.values() if s.definition.name == "train-ratio"]
+    shard_templates = [t for t in document["spec"]["templates"] if t["name"].endswith("-shards")]
+    return {
+        "networks": sum(int(s.parameters["members"]) for s in train),
+        "training_pods": len(train),
+        "step_instances": len(plan.steps),
+        "workflow_steps": len(plan.templates),
+        "argo_object_bytes": object_bytes(document),
+        "argo_object_fraction_of_1MiB": object_bytes(document) / MiB,
+        "largest_loop": max(n for n, _ in loops),
+        "largest_list": max(n for n, p in largest_lists(document)
+                            if p.rsplit("/", 1)[-1] in ("withItems", "artifacts", "parameters", "tasks")),  # fmt: skip
+        "loops": len(loops),
+        "sharded_steps": len(shard_templates),
+        "plan_seconds": plan_s,
+        "plan_peak_traced_bytes": plan_peak,
+        "compile_seconds": compile_s,
+        "compile_peak_traced_bytes": compile_peak,
+    }
+
+
+def _atlas_untraced() -> dict[str, float]:
+    """Plan and compile wall times without tracemalloc's overhead."""
+    from nsbiflow.backends.argo import compile_workflow
+    from nsbiflow.engine.plan import load_plan
+
+    start = time.perf_counter()
+    plan = load_plan(ATLAS)
+    mid = time.perf_counter()
+    compile_workflow(plan)
+    return {"plan_seconds_untraced": mid - start, "compile_seconds_untraced": time.perf_counter() - mid}
+
+
+def _yadage_export() -> dict[str, Any]:
+    from nsbiflow.backends.yadage import export_workflow
+    from nsbiflow.engine.plan import load_plan
+
+    out = Path(tempfile.mkdtemp(prefix="nsbi-bench-yadage-"))
+    try:
+        start = time.perf_counter()
+        written = export_workflow(load_plan(ATLAS), out / "spec", target="yadage", environment="localproc")
+        seconds = time.perf_counter() - start
+        size = sum(p.stat().st_size for p in (out / "spec").rglob("*") if p.is_file())
+        return {"seconds": seconds, "files": len(written), "bytes": size}
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _bare_processes(count: int) -> float:
+    """Wall time of ``count`` bare ``sh -c true`` processes run back to back (the steps' own cost)."""
+    start = time.perf_counter()
+    for _ in range(count):
+        subprocess.run(["sh", "-c", "true"], check=True)
+    return time.perf_counter() - start
+
+
+def executor_overhead(widths: list[int], jobs: int) -> list[dict[str, Any]]:
+    """Local executor ms/step at each fan-out width (one start step + width trivial steps)."""
+    rows = []
+    folder = Path(tempfile.mkdtemp(prefix="nsbi-bench-wf-"))
+    try:
+        per_process = _bare_processes(200) / 200
+        for width in widths:
+            workflow = trivial_workflow(folder, 1, width)
+            steps = width + 1
+            wall = run_local(workflow, jobs)
+            rows.append({
+                "steps": steps, "jobs": jobs, "wall_seconds": wall, "ms_per_step": 1000 * wall / steps,
+                "bare_process_ms": 1000 * per_process,
+                "overhead_ms_per_step": 1000 * (wall - steps * per_process / jobs) / steps,
+            })  # fmt: skip
+            print(f"  executor: {steps} steps in {wall:.1f} s ({1000 * wall / steps:.2f} ms/step)", flush=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return rows
+
+
+def main() -> None:
+    """Measure, print, and write benchmarks/results/scale.json."""
+    if "--atlas" in sys.argv:
+        print(json.dumps(_measure_atlas() | _atlas_untraced()))
+        return
+    q = quick()
+    proc = subprocess.run([sys.executable, __file__, "--atlas"], capture_output=True, text=True, check=True,
+                          env={**os.environ})  # fmt: skip
+    atlas = json.loads(proc.stdout.strip().splitlines()[-1])
+    atlas["yadage_export"] = _yadage_export()
+    jobs = os.cpu_count() or 2
+    widths = [20, 100] if q else [200, 1000, 3000, 10_000]
+    overhead = executor_overhead(widths, jobs)
+    first, last = overhead[0], overhead[-1]
+    growth = last["overhead_ms_per_step"] / max(first["overhead_ms_per_step"], 1e-9)
+    summary = {
+        "networks": atlas["networks"],
+        "argo_object_kib": atlas["argo_object_bytes"] / 1024,
+        "argo_object_under_1MiB": atlas["argo_object_bytes"] < MiB,
+        "largest_list": atlas["largest_list"],
+        "largest_list_within_safe_size": atlas["largest_list"] <= 1000,
+        "plan_seconds": atlas["plan_seconds_untraced"],
+        "compile_seconds": atlas["compile_seconds_untraced"],
+        "plan_peak_mib": atlas["plan_peak_traced_bytes"] / MiB,
+        "compile_peak_mib": atlas["compile_peak_traced_bytes"] / MiB,
+        "executor_steps": last["steps"],
+        "executor_ms_per_step": last["ms_per_step"],
+        "executor_overhead_ms_per_step": last["overhead_ms_per_step"],
+        "executor_overhead_growth": growth,
+        "executor_linear": growth < 1.5,
+    }
+    print(table("ATLAS-sized example (14,000 networks)", ["figure", "value"], [
+        ["networks", atlas["networks"]], ["training pods", atlas["training_pods"]],
+        ["step instances", atlas["step_instances"]], ["Argo object KiB", atlas["argo_object_bytes"] / 1024],
+        ["largest list", atlas["largest_list"]], ["sharded steps", atlas["sharded_steps"]],
+        ["plan s", atlas["plan_seconds_untraced"]], ["plan peak MiB", atlas["plan_peak_traced_bytes"] / MiB],
+        ["compile s", atlas["compile_seconds_untraced"]],
+        ["compile peak MiB", atlas["compile_peak_traced_bytes"] / MiB],
+    ]))  # fmt: skip
+    print(table("local executor, trivial steps", ["steps", "wall s", "ms/step", "overhead ms/step"],
+                [[r["steps"], r["wall_seconds"], r["ms_per_step"], r["overhead_ms_per_step"]] for r in overhead]))  # fmt: skip
+    write_result("scale" + ("_quick" if q else ""), {"atlas": atlas, "executor": overhead, "summary": summary})
+
+
+if __name__ == "__main__":
+    main()
