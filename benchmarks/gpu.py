@@ -183,7 +183,8 @@ def part_small(dev: torch.device) -> dict[str, Any]:
     events = len(x)
     results: dict[str, Any] = {}
     seconds = timed(lambda: plain_loop(x, y, hidden, loop_members, epochs), dev, repeats=1)
-    results["loop"] = {"members": loop_members, "seconds": seconds, "member_events_per_s": loop_members * epochs * events / seconds}
+    results["loop"] = {"members": loop_members, "seconds": seconds,
+                       "member_events_per_s": loop_members * epochs * events / seconds}  # fmt: skip
     trainer_members = 4 if SMOKE else 64
     seconds = timed(lambda: project_trainer(x, y, hidden, trainer_members, epochs), dev, repeats=1)
     # the trainer holds out one of its 5 folds per member: it trains on 80 % of the events
@@ -196,7 +197,7 @@ def part_small(dev: torch.device) -> dict[str, Any]:
         try:
             seconds, seen = timed_events(lambda b=batch, c=compiled: batched(x, y, hidden, members, epochs, b, c),
                                          dev, repeats=1 if compiled else 2)  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - torch.compile may be unavailable (no compiler): report, go on
+        except Exception as exc:
             results[name] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
             continue
         results[name] = {"members": members, "batch": batch, "seconds": seconds,
@@ -224,19 +225,22 @@ def part_wide(dev: torch.device, bf16_rate: float) -> dict[str, Any]:
         try:
             seconds, seen = timed_events(lambda c=compiled: batched(x, y, hidden, members, 1, batch, c), dev,
                                          repeats=1 if compiled else 2)  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - see part_small
+        except Exception as exc:
             out[name] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
             continue
         flops = 6 * macs(5, hidden) * seen * members
         out[name] = {"seconds": seconds, "flops_per_s": flops / seconds,
                      "fraction_of_bf16_matmul": flops / seconds / bf16_rate}  # fmt: skip
-    fractions = [v["fraction_of_bf16_matmul"] for v in out.values() if isinstance(v, dict) and "fraction_of_bf16_matmul" in v]
+    fractions = [v["fraction_of_bf16_matmul"] for v in out.values()
+                 if isinstance(v, dict) and "fraction_of_bf16_matmul" in v]  # fmt: skip
     out["best_fraction_of_bf16_matmul"] = max(fractions)
     out["target_met"] = max(fractions) >= 0.4
     return out
 
 
-def stacked_inference(networks: int, events: int, dev: torch.device, group: int, tile: int, budget_s: float) -> dict[str, Any]:
+def stacked_inference(
+    networks: int, events: int, dev: torch.device, group: int, tile: int, budget_s: float
+) -> dict[str, Any]:
     """``networks`` random 3x64 members on ``events`` events: bf16 stacked groups, running mean/spread."""
     from nsbiflow.physics.mlp import BatchedMLP, MLPConfig
 
@@ -292,7 +296,8 @@ def project_inference(networks: int, events: int, dev: torch.device) -> dict[str
     for values in members.member_log_ratios(x):
         total += values
     seconds = time.perf_counter() - start
-    return {"networks": networks, "events": events, "seconds": seconds, "member_events_per_s": networks * events / seconds}
+    return {"networks": networks, "events": events, "seconds": seconds,
+            "member_events_per_s": networks * events / seconds}  # fmt: skip
 
 
 def main() -> None:
@@ -305,9 +310,11 @@ def main() -> None:
                                "torch_compile": COMPILE}  # fmt: skip
     payload["matmul"] = {"fp32_tf32_flops_per_s": matmul_rate(dev, torch.float32),
                          "bf16_flops_per_s": matmul_rate(dev, torch.bfloat16)}  # fmt: skip
-    print(f"{payload['device_name']}: bf16 matmul {payload['matmul']['bf16_flops_per_s'] / 1e12:.1f} TFLOP/s", flush=True)
+    bf16 = payload["matmul"]["bf16_flops_per_s"]
+    print(f"{payload['device_name']}: bf16 matmul {bf16 / 1e12:.1f} TFLOP/s", flush=True)
     payload["small"] = part_small(dev)
-    print(f"small 3x64: best {payload['small']['best']} {payload['small']['best_speedup_vs_loop']:.1f}x loop", flush=True)
+    small = payload["small"]
+    print(f"small 3x64: best {small['best']} {small['best_speedup_vs_loop']:.1f}x loop", flush=True)
     payload["wide"] = part_wide(dev, payload["matmul"]["bf16_flops_per_s"])
     print(f"wide 4x1000: {payload['wide']['best_fraction_of_bf16_matmul']:.0%} of bf16 matmul", flush=True)
     networks, events = (32, 2_000) if SMOKE else (10_000, 1_000_000)
@@ -327,7 +334,7 @@ def main() -> None:
         "inference_peak_gpu_gib": inf.get("peak_gpu_bytes", 0) / GiB,
         "targets": "small >= 10x loop; 4x1000 >= 40% of bf16 matmul; 1e4 x 1e6 inference within 16 GB",
         "targets_met": bool(payload["small"]["target_met"] and payload["wide"]["target_met"]
-                            and inf.get("within_16GB", False)),  # fmt: skip
+                            and inf.get("within_16GB", False)),
     }
     print(table(f"GPU figures ({payload['device_name']})", ["figure", "value"],
                 [[k, v] for k, v in payload["summary"].items() if k != "targets"]))  # fmt: skip

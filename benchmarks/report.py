@@ -286,7 +286,8 @@ def render(results: dict[str, dict[str, Any]]) -> str:
     lines += [
         "",
         f"Hardware: {hardware(results)}. Measured {when}. Timings are medians of repeated runs; every ratio is "
-        "measured in one process. GPU figures come from `python benchmarks/gpu.py` on a GPU machine. Regenerate with `python benchmarks/run_all.py` (or `benchmarks/report.py`).",
+        "measured in one process. GPU figures come from `python benchmarks/gpu.py` on a GPU machine. "
+        "Regenerate with `python benchmarks/run_all.py` (or `benchmarks/report.py`).",
     ]
     return "\n".join(lines)
 

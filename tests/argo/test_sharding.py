@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import textwrap
 from pathlib import Path
@@ -111,7 +112,7 @@ def test_shard_bounds_are_balanced_and_cover_everything() -> None:
     for count, limit in [(1, 1000), (1000, 1000), (1001, 1000), (2400, 1000), (10_000, 1000), (17, 4)]:
         bounds = shard_bounds(count, limit)
         assert bounds[0][0] == 0 and bounds[-1][1] == count
-        assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
         sizes = [hi - lo for lo, hi in bounds]
         assert max(sizes) <= limit and max(sizes) - min(sizes) <= 1
 

@@ -29,4 +29,4 @@ def test_ready_queue_follows_dependencies_in_plan_order() -> None:
     assert queue.scan() == ["total"]
     queue.take("total")
     queue.finished("total")
-    assert not queue and seen + ["total"] == list(plan.order)
+    assert not queue and [*seen, "total"] == list(plan.order)

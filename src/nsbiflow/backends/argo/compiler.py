@@ -27,7 +27,6 @@ from hera.workflows import models as m
 
 from nsbiflow import __version__
 from nsbiflow.backends.argo.profile import ClusterProfile, NodePool, ProfileError, load_profile
-from nsbiflow.backends.argo.sharding import check_limits, shard_tasks
 from nsbiflow.backends.argo.security import (
     container_security_context,
     pod_security_context,
@@ -35,6 +34,7 @@ from nsbiflow.backends.argo.security import (
     volume_mounts,
     volumes,
 )
+from nsbiflow.backends.argo.sharding import check_limits, shard_tasks
 from nsbiflow.backends.local.task import encode_parameter, output_path
 from nsbiflow.engine.keys import code_identity, definition_identity
 from nsbiflow.engine.plan import InputSource, Plan, PlannedStep

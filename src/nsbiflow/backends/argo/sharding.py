@@ -3,9 +3,9 @@
 Argo limits this module designs around: a ``withItems``/``withParam`` list of a few thousand items has taken
 controllers down (OOM reports at ~6.6k items), and the Workflow object must fit in etcd (~1 MiB). So:
 
-- **compact items** (fan-outs over ``FanOutLimits.compact_over`` instances or ``compact_bytes``): the constant prefix and suffix
-  of every item value (``nsbiflow/{{workflow.name}}/simulate/`` ... ``/events/events.parquet``) move into the
-  task's argument template, and columns equal to another column are dropped; the per-instance payload is
+- **compact items** (fan-outs over ``FanOutLimits.compact_over`` instances or ``compact_bytes``): the constant
+  prefix and suffix of every item value (``nsbiflow/{{workflow.name}}/simulate/`` ... ``/events/events.parquet``)
+  move into the task's argument template, and columns equal to another column are dropped; the per-instance payload is
   the part that differs (typically 60-120 bytes instead of 300-400);
 - **sharded loops** (fan-outs over ``FanOutLimits.max_items``): the task calls a small DAG template
   ``<task>-shards`` whose tasks loop over consecutive slices of at most ``max_items`` items each (balanced),
@@ -52,9 +52,9 @@ class FanOutLimits(BaseModel):
     compact_over: int = Field(100, ge=1, alias="compactOver",
                               description="fan-outs with more instances get compact items")  # fmt: skip
     compact_bytes: int = Field(32 * 1024, ge=0, alias="compactBytes",
-                               description="fan-outs whose items are larger (JSON bytes) get compact items")  # fmt: skip
+                               description="fan-outs with larger items (JSON bytes) get compact items")  # fmt: skip
     max_object_bytes: int = Field(1024 * 1024, ge=1024, alias="maxObjectBytes",
-                                  description="largest compiled Workflow (JSON bytes; etcd's limit is ~1 MiB)")  # fmt: skip
+                                  description="largest compiled Workflow (JSON bytes; etcd: ~1 MiB)")  # fmt: skip
 
 
 # -- compact items -------------------------------------------------------------------------------------
@@ -145,7 +145,7 @@ def shard_task(task: m.DAGTask, limits: FanOutLimits) -> tuple[m.DAGTask, list[m
     template = m.Template(
         name=name,
         metadata=m.Metadata(annotations={"nsbiflow.io/instances": str(len(items)),
-                                         "nsbiflow.io/shards": str(len(bounds))}),  # fmt: skip
+                                         "nsbiflow.io/shards": str(len(bounds))}),
         dag=m.DAGTemplate(tasks=inner),
     )
     outer = m.DAGTask(name=task.name, template=name, dependencies=task.dependencies)
@@ -220,7 +220,7 @@ def member_training_bytes(n_inputs: int, hidden: list[int], batch_size: int) -> 
     the activations of one batch kept for the backward pass (forward value and gradient per unit), with
     a factor 2 of head room for the allocator and autocast copies."""
     sizes = [n_inputs, *hidden, 1]
-    params = sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
+    params = sum(a * b + b for a, b in itertools.pairwise(sizes))
     activations = batch_size * sum(sizes[1:]) * 2
     return 2 * 4 * (4 * params + activations)
 
