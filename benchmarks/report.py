@@ -208,7 +208,8 @@ def scale_rows(r: dict[str, Any]) -> list[list[str]]:
             f"{a['step_instances']:,} pods ({a['training_pods']:,} training), Argo object "
             f"{a['argo_object_bytes'] / 1024:.0f} KiB, largest list {a['largest_list']} ({a['sharded_steps']} steps "
             f"sharded); plan {s['plan_seconds']:.1f} s / {s['plan_peak_mib']:.0f} MiB, compile "
-            f"{s['compile_seconds']:.1f} s / {s['compile_peak_mib']:.0f} MiB",
+            f"{s['compile_seconds']:.1f} s / {s['compile_peak_mib']:.0f} MiB; gather of {s['gather_members']:,} "
+            f"members {s['gather_seconds']:.1f} s / {s['gather_peak_mib']:.0f} MiB",
             f"{a['argo_object_fraction_of_1MiB']:.0%} of 1 MiB; list {a['largest_list']}/1000",
             "< 1 MiB; lists <= 1,000",
             _met(s["argo_object_under_1MiB"] and s["largest_list_within_safe_size"]),
@@ -216,8 +217,8 @@ def scale_rows(r: dict[str, Any]) -> list[list[str]]:
         [
             "6 local executor, trivial steps",
             "; ".join(f"{e['steps']:,} steps {e['ms_per_step']:.1f} ms/step" for e in ex),
-            f"overhead {s['executor_overhead_ms_per_step']:.1f} ms/step at {s['executor_steps']:,} steps, "
-            f"{s['executor_overhead_growth']:.2f}x the smallest",
+            f"marginal {s['executor_marginal_ms_per_step']:.1f} ms/step at {s['executor_steps']:,} steps, "
+            f"{s['executor_overhead_growth']:.2f}x the first",
             "flat in steps (< 1.5x)",
             _met(s["executor_linear"]),
         ],

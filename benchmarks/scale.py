@@ -6,9 +6,9 @@ Figures:
   compiled Argo Workflow, its size (compact JSON, as the API server stores it) against etcd's 1 MiB, its
   largest list against the safe size (1,000), the number of sharded loops; plan and compile wall time and
   peak traced Python memory (``tracemalloc``, in fresh subprocesses so imports are not counted twice);
-- the local executor's overhead per step on trivial steps (``sh`` writing one file) at growing widths up to
-  10^4 instances: (wall time - the same count of bare ``sh`` processes run back to back) / steps, so a
-  super-linear scheduler shows as a growing ms/step;
+- the local executor on trivial steps (``sh`` writing one file) at growing widths up to 10^4 instances:
+  ms/step, the overhead over bare ``sh`` processes, and the marginal ms/step between widths (the CLI start-up
+  cancels; a super-linear scheduler shows as a growing marginal cost);
 - the yadage export of the ATLAS example: stages and size.
 """
 
@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import itertools
+
 from common import quick, table, write_result
 from engine_overhead import run_local, trivial_workflow
 
@@ -102,6 +104,41 @@ def _yadage_export() -> dict[str, Any]:
         shutil.rmtree(out, ignore_errors=True)
 
 
+def gather_members(chunks: int, per_chunk: int) -> dict[str, Any]:
+    """gather-ensemble's merge of ``chunks`` train-ratio outputs of ``per_chunk`` tiny members each."""
+    import tracemalloc
+
+    import numpy as np
+
+    from nsbiflow.physics.collection import gather
+    from nsbiflow.physics.ensemble import save_members
+    from nsbiflow.physics.mlp import BatchedMLP, MLPConfig
+    from nsbiflow.physics.training import Scaler, TrainedMember
+
+    folder = Path(tempfile.mkdtemp(prefix="nsbi-bench-gather-"))
+    try:
+        config = MLPConfig(n_inputs=5, hidden=[4])
+        model = BatchedMLP(config, per_chunk)
+        scaler = Scaler(mean=np.zeros(5, np.float32), std=np.ones(5, np.float32))
+        paths = []
+        for c in range(chunks):
+            members = [TrainedMember(f"member_{c * per_chunk + k:05d}", model.member_state(k),
+                                     {"member_id": c * per_chunk + k}, {"train": [0.6], "holdout": [0.6]})
+                       for k in range(per_chunk)]  # fmt: skip
+            save_members(folder / f"c{c}", "ggH", members, scaler, config, {})
+            paths.append(folder / f"c{c}")
+        tracemalloc.start()
+        start = time.perf_counter()
+        counts = gather(paths, folder / "out")
+        seconds = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return {"chunks": chunks, "members": counts["ggH"], "seconds": seconds, "peak_traced_bytes": peak,
+                "ms_per_member": 1000 * seconds / counts["ggH"]}  # fmt: skip
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _bare_processes(count: int) -> float:
     """Wall time of ``count`` bare ``sh -c true`` processes run back to back (the steps' own cost)."""
     start = time.perf_counter()
@@ -141,11 +178,20 @@ def main() -> None:
                           env={**os.environ})  # fmt: skip
     atlas = json.loads(proc.stdout.strip().splitlines()[-1])
     atlas["yadage_export"] = _yadage_export()
+    atlas["gather"] = gather_members(20, 10) if q else gather_members(200, 10)
+    print(f"  gather: {atlas['gather']['members']} members in {atlas['gather']['seconds']:.2f} s", flush=True)
     jobs = os.cpu_count() or 2
-    widths = [20, 100] if q else [200, 1000, 3000, 10_000]
+    widths = [20, 60, 100] if q else [200, 1000, 3000, 10_000]
     overhead = executor_overhead(widths, jobs)
-    first, last = overhead[0], overhead[-1]
-    growth = last["overhead_ms_per_step"] / max(first["overhead_ms_per_step"], 1e-9)
+    # marginal cost per step between consecutive widths: the CLI's start-up (seconds on a loaded machine) cancels,
+    # and a scheduler that is super-linear in the steps shows as a growing marginal cost
+    for before, after in itertools.pairwise(overhead):
+        after["marginal_ms_per_step"] = (
+            1000 * (after["wall_seconds"] - before["wall_seconds"]) / (after["steps"] - before["steps"])
+        )
+    last = overhead[-1]
+    marginal = [e["marginal_ms_per_step"] for e in overhead if "marginal_ms_per_step" in e]
+    growth = marginal[-1] / max(marginal[0], 1e-9)
     summary = {
         "networks": atlas["networks"],
         "argo_object_kib": atlas["argo_object_bytes"] / 1024,
@@ -156,9 +202,13 @@ def main() -> None:
         "compile_seconds": atlas["compile_seconds_untraced"],
         "plan_peak_mib": atlas["plan_peak_traced_bytes"] / MiB,
         "compile_peak_mib": atlas["compile_peak_traced_bytes"] / MiB,
+        "gather_members": atlas["gather"]["members"],
+        "gather_seconds": atlas["gather"]["seconds"],
+        "gather_peak_mib": atlas["gather"]["peak_traced_bytes"] / MiB,
         "executor_steps": last["steps"],
         "executor_ms_per_step": last["ms_per_step"],
         "executor_overhead_ms_per_step": last["overhead_ms_per_step"],
+        "executor_marginal_ms_per_step": marginal[-1],
         "executor_overhead_growth": growth,
         "executor_linear": growth < 1.5,
     }
