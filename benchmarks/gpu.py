@@ -34,19 +34,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import table, write_result
+from training import device, sync
+from training import mlp_macs as macs
 
 SMOKE = "--smoke" in sys.argv
 COMPILE = "--no-compile" not in sys.argv and not SMOKE
 GiB = 2**30
-
-
-def device() -> torch.device:
-    """The CUDA device with TF32 matmuls allowed, else the CPU."""
-    if torch.cuda.is_available():
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def device_name(dev: torch.device) -> str:
@@ -54,23 +47,9 @@ def device_name(dev: torch.device) -> str:
     return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
 
 
-def sync(dev: torch.device) -> None:
-    """Wait for queued device work."""
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def timed(fn: Callable[[], object], dev: torch.device, repeats: int = 3) -> float:
     """Best wall time of ``fn`` over ``repeats`` runs after one warm-up run."""
-    fn()
-    sync(dev)
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync(dev)
-        best = min(best, time.perf_counter() - start)
-    return best
+    return timed_events(fn, dev, repeats)[0]
 
 
 def matmul_rate(dev: torch.device, dtype: torch.dtype) -> float:
@@ -85,12 +64,6 @@ def matmul_rate(dev: torch.device, dtype: torch.dtype) -> float:
             torch.mm(a, b)
 
     return 2.0 * n**3 * reps / timed(run, dev)
-
-
-def macs(n_inputs: int, hidden: list[int]) -> int:
-    """Multiply-adds of one member's forward pass on one event."""
-    sizes = [n_inputs, *hidden, 1]
-    return sum(a * b for a, b in itertools.pairwise(sizes))
 
 
 def data(n: int, dev: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,9 +123,9 @@ def batched(
     return seen
 
 
-def timed_events(fn: Callable[[], int], dev: torch.device, repeats: int) -> tuple[float, int]:
-    """Best wall time of ``fn`` (after one warm-up call) and the events per member it reported."""
-    events = fn()
+def timed_events(fn: Callable[[], Any], dev: torch.device, repeats: int) -> tuple[float, Any]:
+    """Best wall time of ``fn`` over ``repeats`` runs after one warm-up call, and what the warm-up returned."""
+    result = fn()
     sync(dev)
     best = math.inf
     for _ in range(repeats):
@@ -160,7 +133,7 @@ def timed_events(fn: Callable[[], int], dev: torch.device, repeats: int) -> tupl
         fn()
         sync(dev)
         best = min(best, time.perf_counter() - start)
-    return best, events
+    return best, result
 
 
 def project_trainer(x: torch.Tensor, y: torch.Tensor, hidden: list[int], members: int, epochs: int) -> None:

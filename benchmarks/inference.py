@@ -13,6 +13,9 @@ the peak of ``torch.cuda.max_memory_allocated``). Methods:
              evaluated in (member group x event chunk) tiles with bf16 autocast on CUDA, mean and spread from
              running sums -- reading the same file with ``iter_events``.
 
+``--memory`` runs only the flatness check (project path, 2 members, 1e5/1e6/1e7 events) and writes
+``inference_memory.json``.
+
 From the measured throughput and a memory model it projects the seed analysis' 1e4 networks x 1e6 events:
 time on the measured device, and the peak memory of the tiled evaluation on one 16 GB GPU.
 """
@@ -235,12 +238,17 @@ def main() -> None:
         return
     q = quick()
     gpu = _has_cuda()
+    memory_only = "--memory" in sys.argv  # the flatness check alone: 1e5/1e6/1e7 events, 2 members, project path
     grid = [(2_000, 2), (20_000, 2)] if q else [(100_000, 16), (1_000_000, 16), (100_000, 128), (1_000_000, 128)]
+    if memory_only:
+        grid = [(100_000, 2), (1_000_000, 2)]
     if not q:
-        grid.append((10_000_000, 16))  # the decisive check: holding 1e7 events would add ~0.5 GB
+        grid.append((10_000_000, 16 if not memory_only else 2))  # decisive: holding 1e7 events would add ~0.5 GB
     results = []
     for events_n, members in grid:
         for method in ("project", "stacked"):
+            if method == "stacked" and memory_only:
+                continue
             if method == "stacked" and not q and not gpu and (events_n, members) != grid[0]:
                 continue  # on a CPU the stacked prototype is slower than the member loop (measured at grid[0])
             repeats = 1 if q or events_n * members >= 5e7 else 3
@@ -343,7 +351,8 @@ def main() -> None:
         f"1e4 networks x 1e6 events: {proj['seconds_at_best_measured_rate_here'] / 3600:.1f} h at the best rate here "
         f"({best['method']}); tiled GPU memory model {mem['bytes'] / 2**30:.2f} GiB (< 16 GiB: {proj['fits_16GB']})"
     )
-    write_result("inference" + ("_quick" if q else ""), {"hidden": HIDDEN, "cases": results, "summary": summary})
+    name = "inference_memory" if memory_only else "inference" + ("_quick" if q else "")
+    write_result(name, {"hidden": HIDDEN, "cases": results, "summary": summary})
 
 
 if __name__ == "__main__":

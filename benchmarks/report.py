@@ -126,6 +126,22 @@ def inference_rows(r: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def inference_memory_rows(r: dict[str, Any]) -> list[list[str]]:
+    """Figure 2b (``benchmarks/inference.py --memory``): peak memory at 1e5/1e6/1e7 events."""
+    cases = sorted((c for c in r["cases"] if c["method"] == "project"), key=lambda c: c["events"])
+    ratios = r["summary"]["peak_rss_ratio_10x_events"]
+    return [
+        [
+            f"2 inference memory, {cases[0]['members']} members, steady-state baseline",
+            "; ".join(f"{c['events']:.0e} events: peak RSS {c['peak_rss_bytes'] / 2**20:.0f} MiB "
+                      f"(+{c['peak_rss_increase_bytes'] / 2**20:.0f})" for c in cases),
+            "at 10x events: " + ", ".join(f"{v:.3f}x" for v in ratios.values()),
+            "flat within 10%",
+            _met(r["summary"].get("memory_flat_in_events")),
+        ]
+    ]
+
+
 def fits_rows(r: dict[str, Any]) -> list[list[str]]:
     """Figure 3."""
     u, b = r["unbinned"], r["binned"]
@@ -244,6 +260,7 @@ def gpu_rows(r: dict[str, Any]) -> list[list[str]]:
 ROWS = {
     "training": training_rows,
     "inference": inference_rows,
+    "inference_memory": inference_memory_rows,
     "fits": fits_rows,
     "engine_overhead": engine_rows,
     "reinterpret": reinterpret_rows,
