@@ -251,7 +251,7 @@ def main() -> None:
                 continue
             if method == "stacked" and not q and not gpu and (events_n, members) != grid[0]:
                 continue  # on a CPU the stacked prototype is slower than the member loop (measured at grid[0])
-            repeats = 1 if q or events_n * members >= 5e7 else 3
+            repeats = 1 if q or memory_only or events_n * members >= 5e7 else 3
             start = time.perf_counter()
             if q:  # toy sizes: in this process (the smoke test must be quick)
                 r = case(events_n, members, method, repeats)
