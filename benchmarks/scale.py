@@ -182,6 +182,8 @@ def main() -> None:
     print(f"  gather: {atlas['gather']['members']} members in {atlas['gather']['seconds']:.2f} s", flush=True)
     jobs = os.cpu_count() or 2
     widths = [20, 60, 100] if q else [200, 1000, 3000, 10_000]
+    if "--widths" in sys.argv:  # e.g. --widths 200,2000 where a loaded machine makes 10^4 steps take too long
+        widths = [int(w) for w in sys.argv[sys.argv.index("--widths") + 1].split(",")]
     overhead = executor_overhead(widths, jobs)
     # marginal cost per step between consecutive widths: the CLI's start-up (seconds on a loaded machine) cancels,
     # and a scheduler that is super-linear in the steps shows as a growing marginal cost
