@@ -193,7 +193,8 @@ def main() -> None:
         )
     last = overhead[-1]
     marginal = [e["marginal_ms_per_step"] for e in overhead if "marginal_ms_per_step" in e]
-    growth = marginal[-1] / max(marginal[0], 1e-9)
+    # against the first marginal cost, or (two widths only) the first width's whole cost per step
+    growth = marginal[-1] / max(marginal[0] if len(marginal) > 1 else overhead[0]["ms_per_step"], 1e-9)
     summary = {
         "networks": atlas["networks"],
         "argo_object_kib": atlas["argo_object_bytes"] / 1024,
