@@ -28,6 +28,7 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
+        "load_average_1min": os.getloadavg()[0],  # a loaded machine's figures are contention, not the code
     }
     try:
         import torch

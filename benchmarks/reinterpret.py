@@ -62,6 +62,24 @@ def _results(manifest: Any, names: list[str]) -> dict[str, Any]:
     return out
 
 
+def floor_seconds(plan: Any, manifest: Any, steps: list[str], jobs: int) -> dict[str, float]:
+    """What re-running ``steps`` must cost at least, from their times in the full run of the patched workflow.
+
+    ``critical_path``: the longest dependency chain through them; ``serial / jobs``: their total over the
+    parallel slots; the floor is the larger of the two (no scheduler beats either).
+    """
+    chosen = set(steps)
+    seconds = {s: float(manifest.steps[s].seconds or 0.0) for s in chosen}
+    longest: dict[str, float] = {}
+    for step_id in plan.order:
+        if step_id in chosen:
+            before = [longest[d] for d in plan.steps[step_id].depends_on if d in longest]
+            longest[step_id] = seconds[step_id] + max(before, default=0.0)
+    serial = sum(seconds.values())
+    critical = max(longest.values(), default=0.0)
+    return {"serial": serial, "critical_path": critical, "floor": max(critical, serial / max(jobs, 1))}
+
+
 def main() -> int:
     """Run the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -116,6 +134,10 @@ def main() -> int:
         if full.status != "succeeded" or result.manifest is None:
             raise SystemExit("the full run of the patched workflow failed")
 
+    import os
+
+    jobs = args.jobs or os.cpu_count() or 1
+    floor = floor_seconds(patched_plan, full, result.reran, jobs)
     results_full = _results(full, interface.results)
     results_reint = _results(result.manifest, interface.results)
     report = {
@@ -131,6 +153,11 @@ def main() -> int:
         "reinterpret_seconds": round(reinterpret_seconds, 3),
         "ratio": round(full_seconds / reinterpret_seconds, 2),
         "results_match": results_full == results_reint,
+        "floor_seconds": round(floor["floor"], 3),
+        "floor_critical_path_seconds": round(floor["critical_path"], 3),
+        "floor_serial_seconds": round(floor["serial"], 3),
+        "reinterpret_over_floor": round(reinterpret_seconds / max(floor["floor"], 1e-9), 3),
+        "within_20_percent_of_floor": reinterpret_seconds <= 1.2 * floor["floor"],
         "host": platform.node(),
         "python": platform.python_version(),
     }
@@ -140,6 +167,9 @@ def main() -> int:
     print(f"{'full run of patched [s]':<28} {full_seconds:10.2f}")
     print(f"{'reinterpret [s]':<28} {reinterpret_seconds:10.2f}")
     print(f"{'ratio full / reinterpret':<28} {report['ratio']:10.2f}x")
+    print(f"{'floor (re-run steps) [s]':<28} {floor['floor']:10.2f}  (critical path {floor['critical_path']:.2f}, "
+          f"serial {floor['serial']:.2f})")  # fmt: skip
+    print(f"{'reinterpret / floor':<28} {report['reinterpret_over_floor']:10.2f}x")
     print(f"{'results match':<28} {report['results_match']}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["training.py", "inference.py", "model_fit.py", "engine_overhead.py", "reinterpret.py"]
+SCRIPTS = ["training.py", "inference.py", "model_fit.py", "engine_overhead.py", "scale.py", "reinterpret.py"]
+GPU_SCRIPT = "gpu.py"  # run on its own where a GPU is lent (<= 8 minutes): python benchmarks/gpu.py
 NO_QUICK = {"reinterpret.py"}  # written elsewhere, has no toy size: only run at default sizes
 
 

@@ -5,8 +5,8 @@ Three ways of training the same K members of the same MLP on the same events for
 
 (a) ``loop``: a plain per-member loop of ``torch.nn.Sequential`` models, tensors indexed in memory (the
     strongest simple baseline; a ``DataLoader`` over a ``TensorDataset`` would be several times slower);
-(b) ``trainer``: the project's ``nsbiflow.physics.training.train_ensemble`` (``mode="auto"``: one member at a
-    time on a CPU, all members in one batched model on a GPU), and ``trainer-batched`` (``mode="batched"``),
+(b) ``trainer``: the project's ``nsbiflow.physics.training.train_ensemble`` (``mode="auto"``: members in one
+    batched model, each on its own rows), and ``trainer-loop`` (``mode="loop"``: one member at a time),
     both at the trainer's default batch size (width-aware: 2048 for layers of >= 512 units, else 512);
 (c) ``fast-batched``: a prototype of the GPU recipe -- members stacked in the project's ``BatchedMLP``, data
     kept on the device, large batches, fused Adam, TF32 and bf16 autocast on CUDA, optional ``torch.compile``
@@ -214,7 +214,7 @@ def measure_case(
     methods: dict[str, Any] = {
         "loop": lambda: plain_loop(data, hidden, members, epochs, dev),
         "trainer": lambda: project_trainer(data, hidden, members, epochs, "auto"),
-        "trainer-batched": lambda: project_trainer(data, hidden, members, epochs, "batched"),
+        "trainer-loop": lambda: project_trainer(data, hidden, members, epochs, "loop"),
         "fast-batched": lambda: fast_batched(data, hidden, members, epochs, dev, BATCH),
     }
     trainer_batch = trainer_default_batch(hidden)
@@ -296,9 +296,10 @@ def main() -> None:
         "best_trainer_fraction_of_matmul_4x1000": big[trainer_big]["fraction_of_matmul"],
         "best_method_4x1000": best_big,
         "best_fraction_of_matmul_4x1000": big[best_big]["fraction_of_matmul"],
-        "target": "GPU: trainer >= 10x loop (small MLP), >= 40% of matmul (4x1000); CPU: >= 50% of matmul",
+        "target": "GPU: trainer >= 10x loop (small MLP), >= 40% of matmul (4x1000); "
+        "CPU: trainer >= 2x loop (small MLP), >= 80% of matmul (4x1000)",
         "target_met": (
-            big[trainer_big]["fraction_of_matmul"] >= 0.5
+            small["trainer"]["speedup_vs_loop"] >= 2 and big["trainer"]["fraction_of_matmul"] >= 0.8
             if dev.type == "cpu"
             else small["trainer"]["speedup_vs_loop"] >= 10 and big["trainer"]["fraction_of_matmul"] >= 0.4
         ),

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "benchmarks"
 
 
-@pytest.mark.parametrize("name", ["training", "inference", "model_fit"])
+@pytest.mark.parametrize("name", ["training", "inference", "model_fit", "scale"])
 def test_benchmark_runs_at_toy_size(name: str, tmp_path: Path) -> None:
     """Each script runs with NSBIFLOW_BENCH_QUICK=1 and writes its ``<name>_quick.json`` (into a temporary folder:
     the tracked results are never rewritten by the tests)."""
@@ -26,7 +26,7 @@ def test_benchmark_runs_at_toy_size(name: str, tmp_path: Path) -> None:
         env={**os.environ, "NSBIFLOW_BENCH_QUICK": "1", "NSBIFLOW_BENCH_RESULTS": str(tmp_path)},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300 if name == "scale" else 120,  # scale starts the CLI per width: slow on a loaded machine
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -54,3 +54,18 @@ def test_report_renders_and_writes_only_between_markers(tmp_path: Path) -> None:
     plain.write_text("no markers\n")
     assert not report.write_readme("TABLE", plain)
     assert plain.read_text() == "no markers\n"
+
+
+def test_gpu_script_runs_in_smoke_mode() -> None:
+    """benchmarks/gpu.py --smoke runs every part at tiny sizes (on a CPU where no GPU is lent)."""
+    result = BENCH / "results" / "gpu_quick.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "gpu.py"), "--smoke"], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    payload = json.loads(result.read_text())
+    assert payload["smoke"] and payload["device_name"]
+    assert payload["small"]["methods"]["loop"]["member_events_per_s"] > 0
+    assert payload["inference"]["networks_done"] == payload["inference"]["networks"]
+    assert set(payload["summary"]) >= {"small_best_speedup_vs_loop", "wide_fraction_of_bf16_matmul",
+                                       "inference_1e4x1e6_seconds", "targets_met"}  # fmt: skip

@@ -7,6 +7,7 @@ translate it. Problems are collected, not raised one at a time, so ``nsbiflow va
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import graphlib
 import itertools
 import math
@@ -368,7 +369,15 @@ class _Planner:
                 self.fail(loc, f"reference {rendered!r}: step {step_name!r} is not fanned out; drop [{key}]")
                 return None
             keys = [k for k, _ in items]
-            if key in keys:
+            if "*" in key:
+                # a slice of a fan-out (step[llll-*-ggH].output): the instances whose key matches the glob
+                picked = [i for i, k in enumerate(keys) if fnmatch.fnmatchcase(k, key)]
+                if not picked:
+                    self.fail(loc, f"reference {rendered!r}: no instance of {step_name!r} matches {key!r} "
+                                   f"(instances: {', '.join(keys[:5])}{', ...' if len(keys) > 5 else ''})")  # fmt: skip
+                    return None
+                ids = [ids[i] for i in picked]
+            elif key in keys:
                 ids = [ids[keys.index(key)]]
             elif key.isdigit() and int(key) < len(ids):
                 ids = [ids[int(key)]]

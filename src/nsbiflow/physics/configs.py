@@ -40,7 +40,8 @@ class TrainConfig(BaseModel):
     bootstrap: bool = Field(True, description="Poisson(1) bootstrap weights per member")
     weight_decay: float = Field(0.0, ge=0)
     mode: Literal["auto", "loop", "batched"] = Field(
-        "auto", description="batched: all members in one model (GPU); loop: one at a time (CPU); auto: by device"
+        "auto",
+        description="batched: members in one model (memory-bounded groups on CPU); loop: one at a time; auto: batched",
     )
 
     @property

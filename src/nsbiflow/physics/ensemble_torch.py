@@ -51,20 +51,30 @@ class TorchMembers:
             self.models = [BatchedMLP.from_member_states(mlp, [t]).to(self.device).eval() for t in tensors]
 
     def member_log_ratios(self, x: NDArray[np.float64]) -> Iterator[NDArray[np.float64]]:
-        """Log-ratio of each member on events ``x`` (memory: one group x tile of activations)."""
-        with torch.inference_mode():
-            if self.stacked:
-                scaler = self.scalers[0]
-                for group in self.stacked:
-                    out = torch.empty((group.members, len(x)), dtype=torch.float64, device=self.device)
-                    for lo in range(0, len(x), STACK_TILE):
-                        tile = torch.from_numpy(scaler(x[lo : lo + STACK_TILE])).to(self.device)
-                        out[:, lo : lo + STACK_TILE] = group(tile).double()
-                    yield from out.cpu().numpy()
-                return
-            for model, scaler in zip(self.models, self.scalers, strict=True):
-                values = np.empty(len(x))
+        """Log-ratio of each member on events ``x`` (memory: one group x tile of activations).
+
+        Inference mode is entered around each computation, never across a ``yield``: a suspended generator
+        must not leave its caller (or another interleaved generator) without autograd.
+        """
+        if self.stacked:
+            for group in self.stacked:
+                with torch.inference_mode():
+                    values = self._stacked(group, x)
+                yield from values
+            return
+        for model, scaler in zip(self.models, self.scalers, strict=True):
+            with torch.inference_mode():
+                values1 = np.empty(len(x))
                 for lo in range(0, len(x), EVAL_TILE):
                     tile = torch.from_numpy(scaler(x[lo : lo + EVAL_TILE])).to(self.device)
-                    values[lo : lo + EVAL_TILE] = model(tile)[0].double().cpu().numpy()
-                yield values
+                    values1[lo : lo + EVAL_TILE] = model(tile)[0].double().cpu().numpy()
+            yield values1
+
+    def _stacked(self, group: BatchedMLP, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        scaler = self.scalers[0]
+        out = torch.empty((group.members, len(x)), dtype=torch.float64, device=self.device)
+        for lo in range(0, len(x), STACK_TILE):
+            tile = torch.from_numpy(scaler(x[lo : lo + STACK_TILE])).to(self.device)
+            out[:, lo : lo + STACK_TILE] = group(tile).double()
+        result: NDArray[np.float64] = out.cpu().numpy()
+        return result

@@ -40,9 +40,22 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+CPU_GROUP_BYTES = 1 << 30
+"""Activation memory one batched group may use on a CPU (a GPU pod is sized for its K by the compiler)."""
+
+
+def group_size(config: TrainConfig, device: torch.device) -> int:
+    """Members trained together in one batched model: all of them on a GPU; on a CPU as many as fit in
+    ``CPU_GROUP_BYTES`` of activations (forward values and gradients of one batch, 4 bytes each)."""
+    if device.type == "cuda":
+        return config.members
+    per_member = config.effective_batch_size * (sum(config.hidden) + 1) * 4 * 4
+    return max(1, min(config.members, CPU_GROUP_BYTES // per_member))
+
+
 def _weighted_bce_sum(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Weighted sum of the binary cross-entropy per member: logits, w (K, B); y (B,) -> (K,)."""
-    per = torch.nn.functional.binary_cross_entropy_with_logits(logits, y.expand_as(logits), reduction="none")
+    """Weighted sum of the binary cross-entropy per member: logits, y, w (K, B) -> (K,)."""
+    per = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
     return (per * w).sum(dim=1)
 
 
@@ -61,7 +74,9 @@ def train_ensemble(
             f"for {config.folds} folds; generate more events"
         )
     device = pick_device()
-    mode = config.mode if config.mode != "auto" else ("batched" if device.type == "cuda" else "loop")
+    # members in one batched model are faster on a GPU and on CPU cores alike (benchmarks/training.py:
+    # 3x64 K=8 on 2 cores ~2.5x a per-member loop; 4x1000 the same FLOP rate), so auto means batched
+    mode = "batched" if config.mode == "auto" else config.mode
     scaler = Scaler.fit(np.concatenate([numerator, reference]))
     x = np.concatenate([scaler(numerator), scaler(reference)])
     y = np.concatenate([np.ones(len(numerator)), np.zeros(len(reference))]).astype(np.float32)
@@ -85,7 +100,8 @@ def train_ensemble(
         hold_w[k] = np.where(holdout, base, 0.0)
 
     mlp_config = MLPConfig(n_inputs=x.shape[1], hidden=config.hidden, activation=config.activation)
-    groups = [list(range(config.members))] if mode == "batched" else [[k] for k in range(config.members)]
+    size = group_size(config, device) if mode == "batched" else 1
+    groups = [list(range(lo, min(lo + size, config.members))) for lo in range(0, config.members, size)]
     members: list[TrainedMember] = []
     done = 0
     for group in groups:
@@ -126,6 +142,24 @@ def train_ensemble(
     return members, scaler
 
 
+def _padded_rows(weights: NDArray[np.float64]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each member's own rows (where its weight is > 0), padded to one length with weight-0 entries.
+
+    Returns ``rows`` (K, n) int64 into the events and ``w`` (K, n) float32 (0 on padding), so a batched model
+    sees exactly the events a one-member loop would (no work on another member's holdout fold or on events
+    its bootstrap dropped).
+    """
+    k = weights.shape[0]
+    own = [np.flatnonzero(weights[j] > 0) for j in range(k)]
+    n = max(1, max(len(r) for r in own))
+    rows = np.zeros((k, n), dtype=np.int64)
+    w = np.zeros((k, n), dtype=np.float32)
+    for j, r in enumerate(own):
+        rows[j, : len(r)] = r
+        w[j, : len(r)] = weights[j, r]
+    return torch.from_numpy(rows), torch.from_numpy(w)
+
+
 def _train_group(
     mlp_config: MLPConfig,
     config: TrainConfig,
@@ -137,14 +171,11 @@ def _train_group(
     on_epoch: Callable[[int], None],
 ) -> list[tuple[dict[str, torch.Tensor], dict[str, list[float]], int]]:
     k = train_w_np.shape[0]
-    rows = np.flatnonzero((train_w_np > 0).any(axis=0))
-    hold_rows = np.flatnonzero((hold_w_np > 0).any(axis=0))
-    x = torch.from_numpy(x_np[rows]).to(device)
-    y = torch.from_numpy(y_np[rows]).to(device)
-    w = torch.from_numpy(train_w_np[:, rows].astype(np.float32)).to(device)
-    xh = torch.from_numpy(x_np[hold_rows]).to(device)
-    yh = torch.from_numpy(y_np[hold_rows]).to(device)
-    wh = torch.from_numpy(hold_w_np[:, hold_rows].astype(np.float32)).to(device)
+    x = torch.from_numpy(x_np).to(device)
+    y = torch.from_numpy(y_np).to(device)
+    rows, w = (t.to(device) for t in _padded_rows(train_w_np))
+    hold_rows, wh = (t.to(device) for t in _padded_rows(hold_w_np))
+    yh = y[hold_rows]
 
     model = BatchedMLP(mlp_config, k).to(device)
     # one fused kernel per step on CUDA, multi-tensor updates on CPU (measured 20% faster than per-tensor)
@@ -161,18 +192,21 @@ def _train_group(
     best_params: list[list[torch.Tensor]] = [[p[j].detach().clone() for p in params] for j in range(k)]
     stale = [0] * k
     curves = [{"train": [], "holdout": []} for _ in range(k)]  # type: list[dict[str, list[float]]]
-    n = len(rows)
+    n = rows.shape[1]
     batch_size = config.effective_batch_size
     # total holdout weight of each member (fixed across epochs)
     hold_sum = wh.sum(dim=1).clamp_min(1e-12)
     for epoch in range(config.max_epochs):
         model.train()
-        perm = torch.randperm(n, generator=gen).to(device)
+        # an independent shuffle of its own rows for every member (one draw for the whole group)
+        order = torch.rand(k, n, generator=gen).argsort(dim=1).to(device)
+        shuffled_rows = rows.gather(1, order)
+        shuffled_w = w.gather(1, order)
         total = torch.zeros(k, device=device)
         weight_sum = torch.zeros(k, device=device)
         for start in range(0, n, batch_size):
-            idx = perm[start : start + batch_size]
-            wb = w[:, idx]
+            idx = shuffled_rows[:, start : start + batch_size]
+            wb = shuffled_w[:, start : start + batch_size]
             ws = wb.sum(dim=1)
             loss_sum = _weighted_bce_sum(model(x[idx]), y[idx], wb)
             opt.zero_grad(set_to_none=True)
@@ -183,9 +217,9 @@ def _train_group(
         model.eval()
         with torch.no_grad():
             hold_loss = torch.zeros(k, device=device)
-            for start in range(0, len(hold_rows), 8192):
+            for start in range(0, hold_rows.shape[1], 8192):
                 sl = slice(start, start + 8192)
-                hold_loss += _weighted_bce_sum(model(xh[sl]), yh[sl], wh[:, sl])
+                hold_loss += _weighted_bce_sum(model(x[hold_rows[:, sl]]), yh[:, sl], wh[:, sl])
             hold_loss = hold_loss / hold_sum
         train_loss = (total / weight_sum.clamp_min(1e-12)).cpu().tolist()
         hold = hold_loss.cpu().tolist()

@@ -49,7 +49,7 @@ class StepCatalog:
         here = Path(workflow_file).resolve().parent
         dirs: list[Path] = list(extra or [])
         dirs += [Path(p) for p in os.environ.get(STEPS_PATH_ENV, "").split(os.pathsep) if p]
-        dirs += [here / "steps", here.parent / "steps", shipped_steps()]
+        dirs += [here / "steps", here.parent / "steps", here.parent.parent / "steps", shipped_steps()]
         return cls(search_path=[d for d in dirs if d.is_dir()])
 
     def find(self, name: str) -> CatalogEntry | None:

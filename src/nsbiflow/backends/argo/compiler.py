@@ -34,6 +34,7 @@ from nsbiflow.backends.argo.security import (
     volume_mounts,
     volumes,
 )
+from nsbiflow.backends.argo.sharding import check_limits, shard_tasks
 from nsbiflow.engine.contract import (
     command_line,
     contract_environment,
@@ -334,6 +335,8 @@ class _Compiler:
             tpl, task = self.template_and_task(template, [self.plan.steps[i] for i in ids])
             templates.append(tpl)
             tasks.append(task)
+        tasks, shard_templates = shard_tasks(tasks, self.profile.fan_out, {ENTRYPOINT, *names})
+        templates += shard_templates
         meta = self.plan.workflow.metadata
         digest = self.plan.digest
         labels = {**{k: v for k, v in meta.labels.items()}, "app.kubernetes.io/managed-by": "nsbiflow",
@@ -370,8 +373,12 @@ class _Compiler:
 
 
 def compile_workflow(plan: Plan, profile: ClusterProfile | None = None, namespace: str | None = None) -> m.Workflow:
-    """The plan as a hera ``Workflow`` model (``ProfileError``/``CompileError`` on what cannot be compiled)."""
-    return _Compiler(plan, profile or load_profile(None)).workflow(namespace)
+    """The plan as a hera ``Workflow`` model (``ProfileError``/``CompileError``/``FanOutError`` on what cannot be
+    compiled; large fan-outs are sharded, see ``sharding.py``)."""
+    profile = profile or load_profile(None)
+    workflow = _Compiler(plan, profile).workflow(namespace)
+    check_limits(to_dict(workflow), profile.fan_out)
+    return workflow
 
 
 def to_dict(workflow: m.Workflow) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from nsbiflow.backends.argo.sharding import FanOutLimits
 from nsbiflow.errors import NsbiflowError
 from nsbiflow.spec.models import parse_quantity
 
@@ -34,6 +35,8 @@ class NodePool(_Model):
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
     gpu_resource: str | None = Field(None, alias="gpuResource", description="extended resource of one GPU; "
                                      "unset: the pool has no GPUs")  # fmt: skip
+    gpu_memory: str | None = Field(None, alias="gpuMemory", description="memory of one GPU (e.g. 80Gi): "
+                                   "sizes the members trained per pod (sharding.members_per_pod)")  # fmt: skip
 
 
 class ArtifactRepositoryRef(_Model):
@@ -96,6 +99,8 @@ class ClusterProfile(_Model):
         "OnPodSuccess", alias="podGCStrategy")  # fmt: skip
     ttl_seconds_after_completion: int | None = Field(7 * 24 * 3600, ge=0, alias="ttlSecondsAfterCompletion")
     wrap: bool = Field(True, description="run steps through `nsbiflow pod-step` (step-key cache on the cluster)")
+    fan_out: FanOutLimits = Field(default_factory=FanOutLimits, alias="fanOut",
+                                  description="Argo list and object size limits (sharded fan-outs)")  # fmt: skip
     retry_policy: Literal["Always", "OnFailure", "OnError", "OnTransientError"] = Field("Always", alias="retryPolicy")
 
     @field_validator("work_size_limit", "tmp_size_limit")

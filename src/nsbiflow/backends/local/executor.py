@@ -28,6 +28,7 @@ from typing import Any
 
 from nsbiflow import __version__
 from nsbiflow.backends.local.progress import PlainProgress, Progress, progress_file
+from nsbiflow.backends.local.ready import ReadyQueue
 from nsbiflow.backends.local.task import TaskResult, kill_running, run_task, utc_now
 from nsbiflow.engine.keys import step_code_identity, step_key
 from nsbiflow.engine.plan import Plan, PlannedStep
@@ -266,7 +267,7 @@ class LocalExecutor:
         return refs
 
     def _schedule(self, plan: Plan, manifest: RunManifest, external: dict[Path, ArtifactRef], root: Path) -> None:
-        pending = list(plan.order)
+        pending = ReadyQueue(plan)  # steps whose dependencies are all finished (no O(steps) scan per completion)
         running: dict[Future[TaskResult], tuple[PlannedStep, str, float, float]] = {}
         used_cpu, used_mem = 0.0, 0.0
         identities: dict[str, dict[str, str]] = {}
@@ -276,12 +277,15 @@ class LocalExecutor:
             try:
                 while pending or running:
                     progressed = False
-                    for step_id in list(pending):
+                    for step_id in pending.scan():
+                        if running and used_cpu + 1 > self.jobs:
+                            break  # every slot is taken: nothing more can start until a step completes
                         step = plan.steps[step_id]
                         states = [manifest.steps[d].status for d in step.depends_on]
                         if any(s in ("failed", "skipped") for s in states):
-                            pending.remove(step_id)
+                            pending.take(step_id)
                             self._finish(manifest, step_id, status="skipped", error="an upstream step failed")
+                            pending.finished(step_id)
                             progressed = True
                             continue
                         if not all(s in ("succeeded", "cached") for s in states):
@@ -297,9 +301,10 @@ class LocalExecutor:
                             record.command = list(step.definition.command)
                             hit = self.store.cache_lookup(key)
                             if hit is not None:
-                                pending.remove(step_id)
+                                pending.take(step_id)
                                 record.outputs, record.log = hit.outputs, hit.log
                                 self._finish(manifest, step_id, status="cached", cached=True)
+                                pending.finished(step_id)
                                 progressed = True
                                 continue
                             resolved[step_id] = (key, refs)
@@ -309,7 +314,7 @@ class LocalExecutor:
                         mem = min(step.resources.memory_bytes, self.memory)
                         if running and (used_cpu + cpu > self.jobs or used_mem + mem > self.memory):
                             continue
-                        pending.remove(step_id)
+                        pending.take(step_id)
                         used_cpu += cpu
                         used_mem += mem
                         record.status, record.started = "running", utc_now()
@@ -330,7 +335,7 @@ class LocalExecutor:
                         )
                         running[future] = (step, key, cpu, mem)
                         progressed = True
-                    if progressed and not running:
+                    if progressed and (not running or pending.fresh()):
                         continue
                     if not running:
                         break
@@ -340,6 +345,7 @@ class LocalExecutor:
                         used_cpu -= cpu
                         used_mem -= mem
                         self._complete(manifest, step, _result_of(future))
+                        pending.finished(step.id)
                     if time.monotonic() - last_write > MANIFEST_INTERVAL:  # the final write is in run()
                         self.store.write_manifest(manifest)
                         last_write = time.monotonic()
