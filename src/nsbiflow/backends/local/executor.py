@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from nsbiflow import __version__
+from nsbiflow.backends.local.loops import task_function
 from nsbiflow.backends.local.progress import PlainProgress, Progress, progress_file
-from nsbiflow.backends.local.task import TaskResult, kill_running, run_task, utc_now
+from nsbiflow.backends.local.task import TaskResult, kill_running, utc_now
 from nsbiflow.engine.keys import code_identity, step_key
 from nsbiflow.engine.plan import Plan, PlannedStep
 from nsbiflow.errors import ExecutionError, StoreError, StoreUnavailableError
@@ -224,7 +225,7 @@ class LocalExecutor:
                             watch(step_id, progress_file(workdir))
                         self.progress.update(step_id, "running", record)
                         future = pool.submit(
-                            run_task,
+                            task_function(step, self.jobs),  # run_task, or the loop runner for a loop: step
                             self.store,
                             step,
                             refs,
