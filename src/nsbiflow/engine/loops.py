@@ -378,7 +378,7 @@ def _plan_loop(planner: _Planner, name: str, spec: LoopSpec) -> PlannedStep | No
         template=name,
         definition=definition,
         definition_path=None,
-        parameters={},
+        parameters=dict(planner.params),  # in the placeholder's key: `until` and the body read them
         inputs=outer,
         depends_on=depends,
         resources=definition.resources,

@@ -165,7 +165,7 @@ def run_loop(
     if key is not None:  # recorded last: only a loop that stopped is ever a cache hit
         store.cache_record(CacheEntry(key=key, step=step.id, outputs=outputs, log=log, run_id=run_id,
                                       created=utc_now(), seconds=round(seconds, 3)))  # fmt: skip
-    return TaskResult(True, outputs, max(1, attempts), seconds, log_path, log_digest=log)
+    return TaskResult(True, outputs, 1, seconds, log_path, log_digest=log)
 
 
 def _keep(state: _LoopState, body: PlannedStep, outputs: dict[str, ArtifactRef]) -> None:
