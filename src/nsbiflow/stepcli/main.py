@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from nsbiflow.stepcli.active import choose_points, scan_point, scan_report, update_surrogate
 from nsbiflow.stepcli.evaluation import calibrate, infer, limits
 from nsbiflow.stepcli.generate import generate, generate_data, load_events
 from nsbiflow.stepcli.training import gather_ensemble, support, train_ratio
@@ -16,6 +17,8 @@ def main() -> None:
 
 
 for command in (generate, generate_data, load_events, support, train_ratio, gather_ensemble, calibrate, infer, limits):
+    main.add_command(command)
+for command in (choose_points, scan_point, update_surrogate, scan_report):  # the active-learning scan
     main.add_command(command)
 
 
