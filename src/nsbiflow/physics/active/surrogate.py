@@ -7,10 +7,13 @@ around the level), and the contour ``CLs = 0.05`` is the level set ``z = Phi^-1(
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy.stats import norm
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
@@ -49,13 +52,22 @@ def fit(u: np.ndarray, z: np.ndarray, seed: int = 0) -> GaussianProcessRegressor
     """A GP fitted to points ``u`` (unit square) with values ``z`` (hyperparameters by maximum likelihood)."""
     kernel = ConstantKernel(4.0, (1e-2, 1e3)) * RBF([0.3, 0.3], (0.03, 5.0)) + WhiteKernel(1e-3, (1e-6, 0.5))
     gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, n_restarts_optimizer=2, random_state=seed)
-    gp.fit(u, z)
-    return gp
+    with warnings.catch_warnings():  # a hyperparameter at its bound (e.g. no noise) is an answer, not a failure
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gp.fit(u, z)
+    # predict the latent function: its std shrinks at simulated points (the fitted noise is the MC noise of a
+    # point, not an uncertainty of the contour), so a batch spreads out and sampled places are not re-chosen
+    signal, noise = gp.kernel_.k1, gp.kernel_.k2
+    return refit_fixed(gp, u, z, kernel=signal, alpha=float(noise.noise_level) + 1e-10)
 
 
-def refit_fixed(gp: GaussianProcessRegressor, u: np.ndarray, z: np.ndarray) -> GaussianProcessRegressor:
+def refit_fixed(
+    gp: GaussianProcessRegressor, u: np.ndarray, z: np.ndarray, *, kernel: Any = None, alpha: float | None = None
+) -> GaussianProcessRegressor:
     """The same kernel (no re-optimisation) conditioned on new data: cheap, for batch construction."""
-    fixed = GaussianProcessRegressor(kernel=gp.kernel_, normalize_y=True, optimizer=None)
+    fixed = GaussianProcessRegressor(kernel=kernel if kernel is not None else gp.kernel_,
+                                     alpha=alpha if alpha is not None else gp.alpha, normalize_y=True,
+                                     optimizer=None)  # fmt: skip
     fixed.fit(u, z)
     return fixed
 
