@@ -26,18 +26,18 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # the GP's linear algebra is smal
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import quick, write_result  # noqa: E402
+from common import quick, write_result
 
-from nsbiflow.physics.active import plots  # noqa: E402
-from nsbiflow.physics.active.contour import (  # noqa: E402
+from nsbiflow.physics.active import plots
+from nsbiflow.physics.active.contour import (
     evaluation_grid,
     exact_excluded,
     grid_excluded,
     misclassified,
 )
-from nsbiflow.physics.active.scan import ActiveConfig, choose, status, surrogate  # noqa: E402
-from nsbiflow.physics.active.surrogate import Scale, fit, level, transform  # noqa: E402
-from nsbiflow.physics.active.toy import ScanToy, exact_contour, point_cls, simulated_signal  # noqa: E402
+from nsbiflow.physics.active.scan import ActiveConfig, choose, status, surrogate
+from nsbiflow.physics.active.surrogate import Scale, fit, level, transform
+from nsbiflow.physics.active.toy import ScanToy, exact_contour, point_cls, simulated_signal
 
 TOLERANCE = 0.01
 EVENTS = 20000
@@ -66,18 +66,33 @@ def active_run(toy: ScanToy, cfg: ActiveConfig, truth: np.ndarray, fine: np.ndar
             stopped_at = len(history)
             break
     reached = next((n for n, e, _ in curve if e <= TOLERANCE), None)
-    return {"seed": cfg.seed, "curve": curve, "points_to_tolerance": reached, "stopped_at": stopped_at,
-            "error_at_stop": curve[-1][1], "history": history}  # fmt: skip
+    return {
+        "seed": cfg.seed,
+        "curve": curve,
+        "points_to_tolerance": reached,
+        "stopped_at": stopped_at,
+        "error_at_stop": curve[-1][1],
+        "history": history,
+    }
 
 
 def grid_run(toy: ScanToy, cfg: ActiveConfig, truth: np.ndarray, fine: np.ndarray, sizes: list[int]) -> list[Any]:
     rows = []
     for n in sizes:
-        values = np.array([[analyse(toy, float(m), float(mu)) for m in np.linspace(*cfg.mass_range, n)]
-                           for mu in np.linspace(*cfg.mu_range, n)])  # fmt: skip
-        rows.append({"n": n, "points": n * n,
-                     "error": misclassified(grid_excluded(values, n, fine, level(cfg.cls_level)), truth),
-                     "values": values})  # fmt: skip
+        values = np.array(
+            [
+                [analyse(toy, float(m), float(mu)) for m in np.linspace(*cfg.mass_range, n)]
+                for mu in np.linspace(*cfg.mu_range, n)
+            ]
+        )
+        rows.append(
+            {
+                "n": n,
+                "points": n * n,
+                "error": misclassified(grid_excluded(values, n, fine, level(cfg.cls_level)), truth),
+                "values": values,
+            }
+        )
         if rows[-1]["error"] <= TOLERANCE and len([r for r in rows if r["error"] <= TOLERANCE]) >= 2:
             break  # two sizes within tolerance in a row: the count is established
     return rows
@@ -140,14 +155,17 @@ def main() -> None:
         figure_curves(IMG / "active-scan-points.png", actives, grid)
         first = actives[0]
         within = next(g for g in grid if g["error"] <= TOLERANCE)
-        grid_plot = {"mass": np.linspace(*base.mass_range, within["n"]).tolist(),
-                     "mu": np.linspace(*base.mu_range, within["n"]).tolist(),
-                     "z": transform(within["values"].ravel()).reshape(within["values"].shape),
-                     "points": within["points"]}  # fmt: skip
+        grid_plot = {
+            "mass": np.linspace(*base.mass_range, within["n"]).tolist(),
+            "mu": np.linspace(*base.mu_range, within["n"]).tolist(),
+            "z": transform(within["values"].ravel()).reshape(within["values"].shape),
+            "points": within["points"],
+        }
         surface = surrogate(first["history"], base, resolution=61)
         finite = np.isfinite(limits)
-        plots.contour(IMG / "active-scan-contour.png", surface, first["history"], (masses[finite], limits[finite]),
-                      grid_plot)  # fmt: skip
+        plots.contour(
+            IMG / "active-scan-contour.png", surface, first["history"], (masses[finite], limits[finite]), grid_plot
+        )
         plots.surrogate(IMG / "active-scan-surrogate.png", surface, first["history"])
 
 

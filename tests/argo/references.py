@@ -141,7 +141,8 @@ def _resolve_task(
     parts = ref.split(".")
     if len(parts) == 3 and parts[0] == "inputs" and parts[1] in ("parameters", "artifacts") and dag_template:
         declared = _names(dag_template.get("inputs"), parts[1])
-        return None if parts[2] in declared else f"template {dag_template['name']!r} has no inputs.{parts[1]} {parts[2]!r}"
+        where = dag_template["name"]
+        return None if parts[2] in declared else f"template {where!r} has no inputs.{parts[1]} {parts[2]!r}"
     if parts[0] == "item":
         if items is None:
             return "the task has no withItems"

@@ -44,7 +44,10 @@ def test_an_iteration_calls_itself_while_until_is_false(compiled: dict[str, Any]
     tasks = {t["name"]: t for t in iteration["dag"]["tasks"]}
     assert set(tasks) == {"choose", "point", "update", "until", "next", "publish"}
     assert tasks["next"]["template"] == "scan-iteration"  # the recursion
-    assert tasks["next"]["when"] == "{{tasks.until.outputs.parameters.stop}} == false && {{inputs.parameters.iteration}} < 11"
+    assert (
+        tasks["next"]["when"]
+        == "{{tasks.until.outputs.parameters.stop}} == false && {{inputs.parameters.iteration}} < 11"
+    )
     assert "== true" in tasks["publish"]["when"] and ">= 11" in tasks["publish"]["when"]
     assert tasks["next"]["arguments"]["parameters"][0]["value"] == "{{=asInt(inputs.parameters.iteration) + 1}}"
     main = {t["name"]: t for t in templates["main"]["dag"]["tasks"]}
@@ -79,15 +82,28 @@ def test_the_prelude_drops_absent_inputs_and_expands_a_gathered_fan_out(tmp_path
     for pod in ("scan-point-2", "scan-point-1"):
         (tmp_path / "results" / pod).mkdir(parents=True)
         (tmp_path / "results" / pod / "result.json").write_text("{}")
-    argv = ["echo", "--param", "x=1", "--in", f"history={tmp_path}/absent.json", "--in",
-            f"results={tmp_path}/results/*", "--out", "state=out.json"]  # fmt: skip
+    argv = [
+        "echo",
+        "--param",
+        "x=1",
+        "--in",
+        f"history={tmp_path}/absent.json",
+        "--in",
+        f"results={tmp_path}/results/*",
+        "--out",
+        "state=out.json",
+    ]
     result = subprocess.run(["sh", "-c", PRELUDE, "sh", *argv], capture_output=True, text=True, check=True)
     assert result.stdout.split() == [
-        "--param", "x=1",
-        "--in", f"results={tmp_path}/results/scan-point-1/result.json",
-        "--in", f"results={tmp_path}/results/scan-point-2/result.json",
-        "--out", "state=out.json",
-    ]  # fmt: skip
+        "--param",
+        "x=1",
+        "--in",
+        f"results={tmp_path}/results/scan-point-1/result.json",
+        "--in",
+        f"results={tmp_path}/results/scan-point-2/result.json",
+        "--out",
+        "state=out.json",
+    ]
 
 
 @pytest.mark.parametrize(("count", "expected"), [(2, "false"), (3, "true")])
@@ -97,6 +113,10 @@ def test_the_until_script_evaluates_the_loop_expression(tmp_path: Path, count: i
     status.write_text(json.dumps({"count": count}))
     source = UNTIL_SOURCE.replace("/work/in", str(tmp_path / "in"))
     expression = "loop.current.update.status.count >= params.target"
-    result = subprocess.run([sys.executable, "-c", source, json.dumps({"target": 3}), "2", expression],
-                            capture_output=True, text=True, check=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", source, json.dumps({"target": 3}), "2", expression],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert result.stdout.strip() == expected

@@ -42,8 +42,11 @@ def loop_workflow(folder: Path, *, target: int = 3, max_iterations: int = 6, sle
                         },
                         "work": {
                             "run": _inline(
-                                "work", {}, {"value": {"filename": "v.json"}},
-                                x={"type": "int"}, sleep={"type": "float", "default": 0.0},
+                                "work",
+                                {},
+                                {"value": {"filename": "v.json"}},
+                                x={"type": "int"},
+                                sleep={"type": "float", "default": 0.0},
                             ),
                             "foreach": "${{ loop.current.choose.points.points }}",
                             "with": {"x": "${{ item }}", "sleep": sleep},

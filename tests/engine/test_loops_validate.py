@@ -11,8 +11,15 @@ from tests.conftest import run_cli
 STEP = '{image: x, command: ["true"], inputs: {i: {optional: true}}, outputs: {out: {filename: o.json}}}'
 
 
-def workflow(tmp_path: Path, *, until: str = "${{ loop.current.b.out.done }}", a_in: str = "loop.previous.b.out",
-             b_in: str = "a.out", outputs: str = "{o: b.out}", extra: str = "") -> Path:  # fmt: skip
+def workflow(
+    tmp_path: Path,
+    *,
+    until: str = "${{ loop.current.b.out.done }}",
+    a_in: str = "loop.previous.b.out",
+    b_in: str = "a.out",
+    outputs: str = "{o: b.out}",
+    extra: str = "",
+) -> Path:
     text = f"""apiVersion: nsbiflow/v1
 kind: Workflow
 metadata: {{name: checks}}

@@ -80,9 +80,11 @@ def loop_references(text: Any) -> list[tuple[str, str, str]]:
                 cursor = cursor.value
             if isinstance(cursor, ast.Name) and cursor.id == "loop":
                 chain.reverse()
-                if len(chain) >= 3 and chain[0] in ("current", "previous") and chain[:3] not in [
-                    list(f) for f in found
-                ]:
+                if (
+                    len(chain) >= 3
+                    and chain[0] in ("current", "previous")
+                    and chain[:3] not in [list(f) for f in found]
+                ):
                     found.append((chain[0], chain[1], chain[2]))
     return found
 
@@ -216,8 +218,9 @@ class _BodyPlanner(_Planner):
     ) -> None:
         parent = loop.parent
         steps = {**parent.workflow.steps, **loop.spec.steps}
-        super().__init__(parent.workflow.model_copy(update={"steps": steps}), parent.doc, parent.path,
-                         parent.catalog, parent.params)  # fmt: skip
+        super().__init__(
+            parent.workflow.model_copy(update={"steps": steps}), parent.doc, parent.path, parent.catalog, parent.params
+        )
         self.loop = loop
         self.iteration = iteration
         self.previous = previous
@@ -271,8 +274,11 @@ def _plan_loop(planner: _Planner, name: str, spec: LoopSpec) -> PlannedStep | No
     before = len(planner.problems)
     for body_name in spec.steps:
         if body_name in planner.workflow.steps:
-            planner.fail((*base, "steps", body_name), f"loop body step {body_name!r} has the name of a workflow step; "
-                         "rename one of them", key=True)  # fmt: skip
+            planner.fail(
+                (*base, "steps", body_name),
+                f"loop body step {body_name!r} has the name of a workflow step; rename one of them",
+                key=True,
+            )
     definitions = _body_definitions(planner, name, spec)
     if len(planner.problems) > before or len(definitions) < len(spec.steps):
         return None
@@ -292,8 +298,9 @@ def _plan_loop(planner: _Planner, name: str, spec: LoopSpec) -> PlannedStep | No
         for where, value in (("foreach", body.foreach), ("with", body.with_)):
             if isinstance(value, str | list | dict):
                 for which, ref_step, output in loop_references(value):
-                    _check_value_ref(planner, (*base, "steps", body_name, where), spec, definitions,
-                                     which, ref_step, output)  # fmt: skip
+                    _check_value_ref(
+                        planner, (*base, "steps", body_name, where), spec, definitions, which, ref_step, output
+                    )
                     if which == "current":
                         deps.add(ref_step)
         graph[body_name] = deps - {body_name} if body_name not in deps else deps
@@ -307,30 +314,44 @@ def _plan_loop(planner: _Planner, name: str, spec: LoopSpec) -> PlannedStep | No
             sorter.done(*ready)
     except graphlib.CycleError as exc:
         cycle = list(exc.args[1])
-        planner.fail((*base, "steps", cycle[0]), f"loop body: dependency cycle {' -> '.join(reversed(cycle))}; "
-                     "a loop body must be a DAG (read the previous iteration with loop.previous.STEP.OUTPUT)",
-                     key=True)  # fmt: skip
+        planner.fail(
+            (*base, "steps", cycle[0]),
+            f"loop body: dependency cycle {' -> '.join(reversed(cycle))}; "
+            "a loop body must be a DAG (read the previous iteration with loop.previous.STEP.OUTPUT)",
+            key=True,
+        )
         return None
     for which, ref_step, output in loop_references(spec.until):
         _check_value_ref(planner, (*base, "until"), spec, definitions, which, ref_step, output)
     if not loop_references(spec.until) and "loop." not in spec.until:
-        planner.fail((*base, "until"), "until must read an output of the body (loop.current.STEP.OUTPUT) or "
-                     "loop.iteration; otherwise it never changes")  # fmt: skip
+        planner.fail(
+            (*base, "until"),
+            "until must read an output of the body (loop.current.STEP.OUTPUT) or "
+            "loop.iteration; otherwise it never changes",
+        )
     outputs: dict[str, IOSpec] = {}
     for oname, ref in spec.outputs.items():
         ostep, _, out = ref.partition(".")
         if ostep not in spec.steps or out not in definitions[ostep][0].outputs:
-            planner.fail((*base, "outputs", oname), f"loop output {oname!r}: {ref!r} is not 'STEP.OUTPUT' of a "
-                         f"step of the loop's body (steps: {', '.join(spec.steps)})")  # fmt: skip
+            planner.fail(
+                (*base, "outputs", oname),
+                f"loop output {oname!r}: {ref!r} is not 'STEP.OUTPUT' of a "
+                f"step of the loop's body (steps: {', '.join(spec.steps)})",
+            )
             continue
         if spec.steps[ostep].foreach is not None:
-            planner.fail((*base, "outputs", oname), f"loop output {oname!r}: {ostep!r} is fanned out; name a step "
-                         "that gathers its instances")  # fmt: skip
+            planner.fail(
+                (*base, "outputs", oname),
+                f"loop output {oname!r}: {ostep!r} is fanned out; name a step that gathers its instances",
+            )
             continue
         outputs[oname] = definitions[ostep][0].outputs[out]
     if ITERATIONS_OUTPUT in spec.outputs:
-        planner.fail((*base, "outputs", ITERATIONS_OUTPUT), f"loop output name {ITERATIONS_OUTPUT!r} is reserved "
-                     "(the record of the iterations)", key=True)  # fmt: skip
+        planner.fail(
+            (*base, "outputs", ITERATIONS_OUTPUT),
+            f"loop output name {ITERATIONS_OUTPUT!r} is reserved (the record of the iterations)",
+            key=True,
+        )
     outputs[ITERATIONS_OUTPUT] = IOSpec(kind="file", filename="iterations.json")
 
     # the outer artifacts the body reads become the placeholder's inputs
@@ -359,14 +380,16 @@ def _plan_loop(planner: _Planner, name: str, spec: LoopSpec) -> PlannedStep | No
         "definitions": {n: definition_identity(d) for n, (d, _) in sorted(definitions.items())},
         "code": {n: code_identity(d, p) for n, (d, p) in sorted(definitions.items())},
     }
-    definition = StepDefinition.model_validate({
-        "name": name,
-        "description": f"loop of {', '.join(spec.steps)} (at most {spec.max_iterations} iterations)",
-        "image": LOOP_IMAGE,
-        "command": ["nsbiflow-loop", digest_json(identity)],
-        "inputs": {n: {"kind": "file", "multiple": True} for n in outer},
-        "outputs": {n: o.model_dump() for n, o in outputs.items()},
-    })  # fmt: skip
+    definition = StepDefinition.model_validate(
+        {
+            "name": name,
+            "description": f"loop of {', '.join(spec.steps)} (at most {spec.max_iterations} iterations)",
+            "image": LOOP_IMAGE,
+            "command": ["nsbiflow-loop", digest_json(identity)],
+            "inputs": {n: {"kind": "file", "multiple": True} for n in outer},
+            "outputs": {n: o.model_dump() for n, o in outputs.items()},
+        }
+    )
     planner.definitions[name] = (definition, None)
     loop_plan = LoopPlan(name, spec, definitions, generations, outer, planner)
     depends = sorted({s.step_id for sources in outer.values() for s in sources if s.step_id})
@@ -421,12 +444,16 @@ def _check_previous(
     loc = ("steps", name, "loop", "steps", body_name, "inputs", iname)
     match = PREVIOUS.match(ref)
     assert match is not None
-    _check_value_ref(planner, loc, spec, definitions, "previous", match.group("step"), match.group("output"),
-                     file_only=False)  # fmt: skip
+    _check_value_ref(
+        planner, loc, spec, definitions, "previous", match.group("step"), match.group("output"), file_only=False
+    )
     spec_in = definitions[body_name][0].inputs.get(iname)
     if spec_in is not None and not spec_in.optional:
-        planner.fail(loc, f"input {iname!r} reads {ref.strip()!r}, which the first iteration does not have; "
-                     "declare the input 'optional: true'")  # fmt: skip
+        planner.fail(
+            loc,
+            f"input {iname!r} reads {ref.strip()!r}, which the first iteration does not have; "
+            "declare the input 'optional: true'",
+        )
 
 
 def _check_value_ref(

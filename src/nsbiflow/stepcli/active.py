@@ -94,8 +94,10 @@ def update_surrogate(io: StageIO) -> None:
             raise StageError(f"update-surrogate: {path} is not a scan-point result (mass, mu, cls)")
         history.append({"mass": result["mass"], "mu": result["mu"], "cls": result["cls"], "iteration": cfg.iteration})
     _write_json(io.output("history"), {"points": history})
-    _write_json(io.output("status"), {**status(history, ActiveConfig(**cfg.model_dump(exclude={"iteration"}))),
-                                      "iteration": cfg.iteration})  # fmt: skip
+    _write_json(
+        io.output("status"),
+        {**status(history, ActiveConfig(**cfg.model_dump(exclude={"iteration"}))), "iteration": cfg.iteration},
+    )
 
 
 @stage("scan-report", outputs=("results", "plots"), config=ReportConfig)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 ITERATION = "iteration"
 PREVIOUS_PARAM = "previous"
+STOP = "{{tasks.until.outputs.parameters.stop}}"
 _ITEM = re.compile(r"^\s*item(\.(?P<key>[A-Za-z_][A-Za-z0-9_]*))?\s*$")
 
 # POSIX sh prelude of a body step: drops '--in NAME=PATH' whose PATH is absent (loop.previous in iteration 0)
@@ -96,8 +97,10 @@ class _LoopCompiler:
         try:
             value = render(raw, {"params": self.c.plan.parameters})
         except ExpressionError as exc:
-            raise _compile_error(f"loop {self.step.id!r}: with.{name} of {template!r} cannot be compiled to Argo "
-                                 f"({exc}); use params, item, item.KEY or loop.iteration") from None  # fmt: skip
+            raise _compile_error(
+                f"loop {self.step.id!r}: with.{name} of {template!r} cannot be compiled to Argo "
+                f"({exc}); use params, item, item.KEY or loop.iteration"
+            ) from None
         return self.c.literal(encode_parameter(value), f"parameter {name!r} of loop step {template!r}")
 
     def fan_out(self, template: str) -> str | None:
@@ -107,11 +110,18 @@ class _LoopCompiler:
         text = foreach if isinstance(foreach, str) else ""
         whole = EXPRESSION.fullmatch(text.strip())
         refs = loop_references(text)
-        match = re.fullmatch(r"\s*loop\.current\.([a-z0-9_-]+)\.([A-Za-z0-9_-]+)((\.[A-Za-z_][A-Za-z0-9_]*)*)\s*",
-                             whole.group(1)) if whole else None  # fmt: skip
+        match = (
+            re.fullmatch(
+                r"\s*loop\.current\.([a-z0-9_-]+)\.([A-Za-z0-9_-]+)((\.[A-Za-z_][A-Za-z0-9_]*)*)\s*", whole.group(1)
+            )
+            if whole
+            else None
+        )
         if match is None or len(refs) != 1:
-            raise _compile_error(f"loop {self.step.id!r}: foreach of {template!r} must be "
-                                 "${{ loop.current.STEP.OUTPUT[.FIELD...] }} to compile to Argo")  # fmt: skip
+            raise _compile_error(
+                f"loop {self.step.id!r}: foreach of {template!r} must be "
+                "${{ loop.current.STEP.OUTPUT[.FIELD...] }} to compile to Argo"
+            )
         source, output, fields = match.group(1), match.group(2), match.group(3)
         path = "$" + (fields or "")
         return f"{{{{=jsonpath(tasks.{compiler_task_name(source)}.outputs.parameters.{output}, '{path}')}}}}"
@@ -124,8 +134,10 @@ class _LoopCompiler:
         work = self.c.work
         params = [m.Parameter(name=ITERATION), m.Parameter(name=PREVIOUS_PARAM)]
         params += [m.Parameter(name=p) for p in definition.parameters]
-        arguments = [m.Parameter(name=ITERATION, value=f"{{{{inputs.parameters.{ITERATION}}}}}"),
-                     m.Parameter(name=PREVIOUS_PARAM, value=f"{{{{inputs.parameters.{PREVIOUS_PARAM}}}}}")]  # fmt: skip
+        arguments = [
+            m.Parameter(name=ITERATION, value=f"{{{{inputs.parameters.{ITERATION}}}}}"),
+            m.Parameter(name=PREVIOUS_PARAM, value=f"{{{{inputs.parameters.{PREVIOUS_PARAM}}}}}"),
+        ]
         for pname, pspec in definition.parameters.items():
             raw = step.with_.get(pname, pspec.default)
             if raw is None:
@@ -142,8 +154,10 @@ class _LoopCompiler:
             spec = definition.inputs[iname]
             refs = binding if isinstance(binding, list) else [binding] if isinstance(binding, str) else []
             if not refs:
-                raise _compile_error(f"loop {self.step.id!r}: {template}.inputs.{iname}: file inputs ({{path: ...}}) "
-                                     "of a loop body do not compile to Argo yet; produce the file in a step")  # fmt: skip
+                raise _compile_error(
+                    f"loop {self.step.id!r}: {template}.inputs.{iname}: file inputs ({{path: ...}}) "
+                    "of a loop body do not compile to Argo yet; produce the file in a step"
+                )
             for index, ref in enumerate(refs):
                 artifact = f"{iname}-{index}"
                 target = f"{work}/in/{iname}/{index}"
@@ -151,8 +165,12 @@ class _LoopCompiler:
                 head = ref.split(".")[0].split("[")[0]
                 if previous is not None:
                     src = previous.group("step")
-                    key = self.key(src, previous.group("output"),
-                                   iteration=f"{{{{inputs.parameters.{PREVIOUS_PARAM}}}}}", fanned=False)  # fmt: skip
+                    key = self.key(
+                        src,
+                        previous.group("output"),
+                        iteration=f"{{{{inputs.parameters.{PREVIOUS_PARAM}}}}}",
+                        fanned=False,
+                    )
                     optional = True
                 elif head in self.loop.spec.steps:
                     src, _, out = ref.partition(".")
@@ -163,11 +181,14 @@ class _LoopCompiler:
                         key = self.key(src, out, iteration=f"{{{{inputs.parameters.{ITERATION}}}}}", fanned=False)
                     optional = False
                 else:
-                    sources = [s for srcs in self.loop.outer.values() for s in srcs
-                               if f"{s.step_id}.{s.output}" == ref.strip()]  # fmt: skip
+                    sources = [
+                        s for srcs in self.loop.outer.values() for s in srcs if f"{s.step_id}.{s.output}" == ref.strip()
+                    ]
                     if not sources:
-                        raise _compile_error(f"loop {self.step.id!r}: {template}.inputs.{iname}: {ref!r} does not "
-                                             "compile to Argo (name an outer step's output, without [KEY])")  # fmt: skip
+                        raise _compile_error(
+                            f"loop {self.step.id!r}: {template}.inputs.{iname}: {ref!r} does not "
+                            "compile to Argo (name an outer step's output, without [KEY])"
+                        )
                     key, optional = self.c.source_key(sources[0]), False
                 if target == f"{work}/in/{iname}":
                     staged.setdefault(iname, []).append(f"{target}/*")
@@ -184,35 +205,55 @@ class _LoopCompiler:
         for iname, paths in staged.items():
             for path in paths:
                 argv += ["--in", f"{iname}={path}"]
-        for oname, path in out_paths.items():
-            argv += ["--out", f"{oname}={path}"]
-        outputs = [m.Artifact(name=o, path=str(out_paths[o]),
-                              s3=m.S3Artifact(key=self.key(template, o, iteration=f"{{{{inputs.parameters.{ITERATION}}}}}",
-                                                           fanned=fanned)),
-                              archive=m.ArchiveStrategy(none=m.NoneStrategy()) if s.kind == "file" else None)
-                   for o, s in definition.outputs.items()]  # fmt: skip
+        for oname, out_path in out_paths.items():
+            argv += ["--out", f"{oname}={out_path}"]
+        outputs = [
+            m.Artifact(
+                name=o,
+                path=str(out_paths[o]),
+                s3=m.S3Artifact(
+                    key=self.key(template, o, iteration=f"{{{{inputs.parameters.{ITERATION}}}}}", fanned=fanned)
+                ),
+                archive=m.ArchiveStrategy(none=m.NoneStrategy()) if s.kind == "file" else None,
+            )
+            for o, s in definition.outputs.items()
+        ]
         exported = self.exported_parameters(template)
         out_params = [m.Parameter(name=o, value_from=m.ValueFrom(path=str(out_paths[o]))) for o in exported] or None
         resources = step.resources or definition.resources
         declared, passthrough = step_variables(definition.env)
         if passthrough:
-            raise _compile_error(f"loop step {template!r} passes {passthrough[0]} through from the runner's "
-                                 "environment, which a pod does not have; give it a value")  # fmt: skip
-        env = contract_environment(cpu_cores=resources.cpu_cores, gpu=resources.gpu, step_id=f"{self.step.id}.{template}",
-                                   run_id="{{workflow.name}}", declared=declared)  # fmt: skip
+            raise _compile_error(
+                f"loop step {template!r} passes {passthrough[0]} through from the runner's "
+                "environment, which a pod does not have; give it a value"
+            )
+        env = contract_environment(
+            cpu_cores=resources.cpu_cores,
+            gpu=resources.gpu,
+            step_id=f"{self.step.id}.{template}",
+            run_id="{{workflow.name}}",
+            declared=declared,
+        )
         container = self.container(definition, resources, ["sh", "-c", PRELUDE, "sh", *argv], env)
         tpl = m.Template(
             name=f"{self.name}-{compiler_task_name(template)}",
-            metadata=m.Metadata(labels={"nsbiflow.io/template": f"{self.name}-{compiler_task_name(template)}",
-                                        "nsbiflow.io/loop": self.name}),
+            metadata=m.Metadata(
+                labels={
+                    "nsbiflow.io/template": f"{self.name}-{compiler_task_name(template)}",
+                    "nsbiflow.io/loop": self.name,
+                }
+            ),
             inputs=m.Inputs(parameters=params, artifacts=inputs or None),
             outputs=m.Outputs(artifacts=outputs or None, parameters=out_params),
             container=container,
-        )  # fmt: skip
+        )
         task = m.DAGTask(
-            name=compiler_task_name(template), template=tpl.name, dependencies=sorted(depends) or None,
-            arguments=m.Arguments(parameters=arguments, artifacts=given or None), with_param=self.fan_out(template),
-        )  # fmt: skip
+            name=compiler_task_name(template),
+            template=tpl.name,
+            dependencies=sorted(depends) or None,
+            arguments=m.Arguments(parameters=arguments, artifacts=given or None),
+            with_param=self.fan_out(template),
+        )
         return tpl, task
 
     def _filename(self, ref: str, previous: re.Match[str] | None) -> str:
@@ -235,21 +276,25 @@ class _LoopCompiler:
                     names.append(out)
         return names
 
-    def container(self, definition: StepDefinition | None, resources: Any, command: list[str],
-                  env: dict[str, str]) -> m.Container:  # fmt: skip
+    def container(
+        self, definition: StepDefinition | None, resources: Any, command: list[str], env: dict[str, str]
+    ) -> m.Container:
         from nsbiflow.backends.argo.compiler import cpu_quantity, step_image
         from nsbiflow.backends.argo.security import container_security_context, volume_mounts
 
         quantities = {"cpu": m.Quantity(cpu_quantity(resources)), "memory": m.Quantity(str(resources.memory))}
         image = step_image(self.c.profile, definition, 0) if definition is not None else self.nsbiflow_image()
         return m.Container(
-            image=image, image_pull_policy=self.c.profile.image_pull_policy, command=command[:1], args=command[1:],
-            working_dir=str(self.c.work), env=[m.EnvVar(name="HOME", value="/tmp"),
-                                                *(m.EnvVar(name=k, value=v) for k, v in env.items())],
+            image=image,
+            image_pull_policy=self.c.profile.image_pull_policy,
+            command=command[:1],
+            args=command[1:],
+            working_dir=str(self.c.work),
+            env=[m.EnvVar(name="HOME", value="/tmp"), *(m.EnvVar(name=k, value=v) for k, v in env.items())],
             resources=m.ResourceRequirements(requests=dict(quantities), limits=dict(quantities)),
             security_context=container_security_context(self.c.profile),
             volume_mounts=volume_mounts(self.c.profile),
-        )  # fmt: skip
+        )
 
     def nsbiflow_image(self) -> str:
         images = sorted({d.image for d, _ in self.loop.definitions.values()})
@@ -267,23 +312,40 @@ class _LoopCompiler:
             spec = self.loop.definitions[src][0].outputs[out]
             name = f"{compiler_task_name(src)}-{out}"
             artifacts.append(m.Artifact(name=name, path=f"{self.c.work}/in/{src}/{out}/{spec.filename or out}"))
-            given.append(m.Artifact(name=name, s3=m.S3Artifact(key=self.key(
-                src, out, fanned=False, iteration=f"{{{{inputs.parameters.{ITERATION}}}}}"))))  # fmt: skip
+            given.append(
+                m.Artifact(
+                    name=name,
+                    s3=m.S3Artifact(
+                        key=self.key(src, out, fanned=False, iteration=f"{{{{inputs.parameters.{ITERATION}}}}}")
+                    ),
+                )
+            )
             args.append(compiler_task_name(src))
         params_json = self.c.literal(json.dumps(self.c.plan.parameters, sort_keys=True), "workflow parameters")
-        command = ["python", "-c", UNTIL_SOURCE.replace("/work/in", f"{self.c.work}/in"), params_json, f"{{{{inputs.parameters.{ITERATION}}}}}",
-                   self.c.literal(expression.group(1).strip(), "the loop's until")]  # fmt: skip
+        command = [
+            "python",
+            "-c",
+            UNTIL_SOURCE.replace("/work/in", f"{self.c.work}/in"),
+            params_json,
+            f"{{{{inputs.parameters.{ITERATION}}}}}",
+            self.c.literal(expression.group(1).strip(), "the loop's until"),
+        ]
         resources = Resources(cpu="250m", memory="256Mi")
         tpl = m.Template(
             name=f"{self.name}-until",
             inputs=m.Inputs(parameters=[m.Parameter(name=ITERATION)], artifacts=artifacts or None),
             outputs=m.Outputs(parameters=[m.Parameter(name="stop", value_from=m.ValueFrom(path="/tmp/stop"))]),
             container=self.container(None, resources, ["sh", "-c", '"$@" > /tmp/stop', "sh", *command], {}),
-        )  # fmt: skip
-        task = m.DAGTask(name="until", template=tpl.name, dependencies=sorted(set(args)) or None,
-                         arguments=m.Arguments(parameters=[m.Parameter(name=ITERATION,
-                                                                       value=f"{{{{inputs.parameters.{ITERATION}}}}}")],
-                                               artifacts=given or None))  # fmt: skip
+        )
+        task = m.DAGTask(
+            name="until",
+            template=tpl.name,
+            dependencies=sorted(set(args)) or None,
+            arguments=m.Arguments(
+                parameters=[m.Parameter(name=ITERATION, value=f"{{{{inputs.parameters.{ITERATION}}}}}")],
+                artifacts=given or None,
+            ),
+        )
         return tpl, task
 
     def publish(self) -> tuple[m.Template, m.DAGTask]:
@@ -293,35 +355,61 @@ class _LoopCompiler:
         for oname, ref in self.loop.spec.outputs.items():
             src, _, out = ref.partition(".")
             spec = self.loop.definitions[src][0].outputs[out]
-            staged = f"{self.c.work}/in/{oname}/{spec.filename or out}" if spec.kind == "file" else f"{self.c.work}/in/{oname}"
+            staged = (
+                f"{self.c.work}/in/{oname}/{spec.filename or out}"
+                if spec.kind == "file"
+                else f"{self.c.work}/in/{oname}"
+            )
             inputs.append(m.Artifact(name=oname, path=staged))
-            given.append(m.Artifact(name=oname, s3=m.S3Artifact(
-                key=self.key(src, out, iteration=f"{{{{inputs.parameters.{ITERATION}}}}}", fanned=False))))  # fmt: skip
+            given.append(
+                m.Artifact(
+                    name=oname,
+                    s3=m.S3Artifact(
+                        key=self.key(src, out, iteration=f"{{{{inputs.parameters.{ITERATION}}}}}", fanned=False)
+                    ),
+                )
+            )
             target = output_path(self.c.work, oname, self.step.definition.outputs[oname])
             copies.append(f"mkdir -p {target.parent} && cp -r {staged} {target}")
-            outputs.append(m.Artifact(name=oname, path=str(target),
-                                      s3=m.S3Artifact(key=self.c.output_key(self.step, oname, literal=True)),
-                                      archive=m.ArchiveStrategy(none=m.NoneStrategy()) if spec.kind == "file" else None))  # fmt: skip
+            outputs.append(
+                m.Artifact(
+                    name=oname,
+                    path=str(target),
+                    s3=m.S3Artifact(key=self.c.output_key(self.step, oname, literal=True)),
+                    archive=m.ArchiveStrategy(none=m.NoneStrategy()) if spec.kind == "file" else None,
+                )
+            )
         record = output_path(self.c.work, ITERATIONS_OUTPUT, self.step.definition.outputs[ITERATIONS_OUTPUT])
-        copies.append(f"mkdir -p {record.parent} && printf '%s\\n' '{{\"loop\": \"{self.step.id}\", \"iterations\": "
-                      f"{{{{inputs.parameters.{ITERATION}}}}}}}' > {record}")  # fmt: skip
-        outputs.append(m.Artifact(name=ITERATIONS_OUTPUT, path=str(record),
-                                  s3=m.S3Artifact(key=self.c.output_key(self.step, ITERATIONS_OUTPUT, literal=True)),
-                                  archive=m.ArchiveStrategy(none=m.NoneStrategy())))  # fmt: skip
+        copies.append(
+            f'mkdir -p {record.parent} && printf \'%s\\n\' \'{{"loop": "{self.step.id}", "iterations": '
+            f"{{{{inputs.parameters.{ITERATION}}}}}}}' > {record}"
+        )
+        outputs.append(
+            m.Artifact(
+                name=ITERATIONS_OUTPUT,
+                path=str(record),
+                s3=m.S3Artifact(key=self.c.output_key(self.step, ITERATIONS_OUTPUT, literal=True)),
+                archive=m.ArchiveStrategy(none=m.NoneStrategy()),
+            )
+        )
         resources = Resources(cpu="250m", memory="256Mi")
         tpl = m.Template(
             name=f"{self.name}-publish",
             inputs=m.Inputs(parameters=[m.Parameter(name=ITERATION)], artifacts=inputs),
             outputs=m.Outputs(artifacts=outputs),
             container=self.container(None, resources, ["sh", "-c", " && ".join(copies)], {}),
-        )  # fmt: skip
+        )
         last = self.loop.spec.max_iterations - 1
         task = m.DAGTask(
-            name="publish", template=tpl.name, dependencies=["until"],
-            when=f"{{{{tasks.until.outputs.parameters.stop}}}} == true || {{{{inputs.parameters.{ITERATION}}}}} >= {last}",
-            arguments=m.Arguments(parameters=[m.Parameter(name=ITERATION, value=f"{{{{inputs.parameters.{ITERATION}}}}}")],
-                                  artifacts=given),
-        )  # fmt: skip
+            name="publish",
+            template=tpl.name,
+            dependencies=["until"],
+            when=f"{STOP} == true || {{{{inputs.parameters.{ITERATION}}}}} >= {last}",
+            arguments=m.Arguments(
+                parameters=[m.Parameter(name=ITERATION, value=f"{{{{inputs.parameters.{ITERATION}}}}}")],
+                artifacts=given,
+            ),
+        )
         return tpl, task
 
     def templates(self) -> tuple[list[m.Template], m.DAGTask]:
@@ -337,24 +425,31 @@ class _LoopCompiler:
         publish_tpl, publish_task = self.publish()
         last = self.loop.spec.max_iterations - 1
         next_task = m.DAGTask(
-            name="next", template=self.iteration_template, dependencies=["until"],
-            when=f"{{{{tasks.until.outputs.parameters.stop}}}} == false && {{{{inputs.parameters.{ITERATION}}}}} < {last}",
-            arguments=m.Arguments(parameters=[
-                m.Parameter(name=ITERATION, value=f"{{{{=asInt(inputs.parameters.{ITERATION}) + 1}}}}"),
-                m.Parameter(name=PREVIOUS_PARAM, value=f"{{{{inputs.parameters.{ITERATION}}}}}"),
-            ]),
-        )  # fmt: skip
+            name="next",
+            template=self.iteration_template,
+            dependencies=["until"],
+            when=f"{STOP} == false && {{{{inputs.parameters.{ITERATION}}}}} < {last}",
+            arguments=m.Arguments(
+                parameters=[
+                    m.Parameter(name=ITERATION, value=f"{{{{=asInt(inputs.parameters.{ITERATION}) + 1}}}}"),
+                    m.Parameter(name=PREVIOUS_PARAM, value=f"{{{{inputs.parameters.{ITERATION}}}}}"),
+                ]
+            ),
+        )
         iteration = m.Template(
             name=self.iteration_template,
             inputs=m.Inputs(parameters=[m.Parameter(name=ITERATION), m.Parameter(name=PREVIOUS_PARAM)]),
             dag=m.DAGTemplate(tasks=[*tasks, until_task, next_task, publish_task]),
-        )  # fmt: skip
+        )
         dependencies = sorted({compiler_task_name(self.c.plan.steps[d].template) for d in self.step.depends_on})
         start = m.DAGTask(
-            name=self.name, template=self.iteration_template, dependencies=dependencies or None,
-            arguments=m.Arguments(parameters=[m.Parameter(name=ITERATION, value="0"),
-                                              m.Parameter(name=PREVIOUS_PARAM, value="none")]),
-        )  # fmt: skip
+            name=self.name,
+            template=self.iteration_template,
+            dependencies=dependencies or None,
+            arguments=m.Arguments(
+                parameters=[m.Parameter(name=ITERATION, value="0"), m.Parameter(name=PREVIOUS_PARAM, value="none")]
+            ),
+        )
         return [iteration, *templates, until_tpl, publish_tpl], start
 
 
@@ -368,4 +463,4 @@ def compile_loop(compiler: _Compiler, step: PlannedStep) -> tuple[list[m.Templat
     return _LoopCompiler(compiler, step).templates()
 
 
-__all__ = ["compile_loop", "is_loop_binding", "IOSpec"]
+__all__ = ["IOSpec", "compile_loop", "is_loop_binding"]

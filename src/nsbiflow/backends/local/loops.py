@@ -47,8 +47,12 @@ class _LoopState:
             for source, ref in zip(sources, outer.get(name, []), strict=False):
                 if source.step_id is not None:
                     self.artifacts[(source.step_id, str(source.output))] = ref
-        self.by_path = {s.path: r for n, ss in loop.outer.items() for s, r in zip(ss, outer.get(n, []), strict=False)
-                        if s.path is not None}  # fmt: skip
+        self.by_path = {
+            s.path: r
+            for n, ss in loop.outer.items()
+            for s, r in zip(ss, outer.get(n, []), strict=False)
+            if s.path is not None
+        }
         self.json_cache: dict[str, Any] = {}
         self.identities: dict[str, dict[str, str]] = {}
 
@@ -58,13 +62,15 @@ class _LoopState:
             raise NsbiflowError(f"loop {self.loop.name}: {step_id}.{output} has not been produced")
         if ref.digest not in self.json_cache:
             if ref.kind != "file" or ref.size > MAX_JSON_BYTES:
-                raise NsbiflowError(f"loop {self.loop.name}: {step_id}.{output} is not a JSON file an expression "
-                                    "can read")  # fmt: skip
+                raise NsbiflowError(
+                    f"loop {self.loop.name}: {step_id}.{output} is not a JSON file an expression can read"
+                )
             try:
                 self.json_cache[ref.digest] = json.loads(self.store.read_blob(ref.digest))
             except (ValueError, UnicodeDecodeError):
-                raise NsbiflowError(f"loop {self.loop.name}: {step_id}.{output} is not JSON; expressions read "
-                                    "JSON outputs only") from None  # fmt: skip
+                raise NsbiflowError(
+                    f"loop {self.loop.name}: {step_id}.{output} is not JSON; expressions read JSON outputs only"
+                ) from None
         return self.json_cache[ref.digest]
 
     def refs(self, step: PlannedStep) -> dict[str, list[ArtifactRef]]:
@@ -122,22 +128,39 @@ def run_loop(
                             lines.append(f"{body.id}: cached")
                             _keep(state, body, hit.outputs)
                             continue
-                        futures[body.id] = (body, pool.submit(run_task, store, body, inputs,
-                                                              workdir / _dirname(body.id), run_id, key=body_key,
-                                                              keep_workdir=keep_workdir))  # fmt: skip
+                        futures[body.id] = (
+                            body,
+                            pool.submit(
+                                run_task,
+                                store,
+                                body,
+                                inputs,
+                                workdir / _dirname(body.id),
+                                run_id,
+                                key=body_key,
+                                keep_workdir=keep_workdir,
+                            ),
+                        )
                     for body_id, (body, future) in futures.items():
                         result = future.result()
                         attempts += result.attempts
                         if not result.ok:
                             lines.append(f"{body_id}: failed: {result.error}")
-                            return _failed(store, log_path, lines, started, attempts,
-                                           f"loop iteration {index}: step {body_id} failed: {result.error}")  # fmt: skip
+                            return _failed(
+                                store,
+                                log_path,
+                                lines,
+                                started,
+                                attempts,
+                                f"loop iteration {index}: step {body_id} failed: {result.error}",
+                            )
                         lines.append(f"{body_id}: ran in {result.seconds:.2f}s")
                         _keep(state, body, result.outputs)
                 for body_id, entry in steps_record.items():
                     template = body_id.removeprefix(loop.step_prefix(index)).split("[")[0]
-                    entry["outputs"] = {o: state.artifacts[(body_id, o)].digest
-                                        for o in loop.definitions[template][0].outputs}  # fmt: skip
+                    entry["outputs"] = {
+                        o: state.artifacts[(body_id, o)].digest for o in loop.definitions[template][0].outputs
+                    }
                 record.append({"iteration": index, "steps": steps_record})
                 previous = iteration
                 if loop.should_stop(iteration, state.read):
@@ -163,8 +186,17 @@ def run_loop(
     log = store.put_file(log_path).digest
     seconds = time.monotonic() - started
     if key is not None:  # recorded last: only a loop that stopped is ever a cache hit
-        store.cache_record(CacheEntry(key=key, step=step.id, outputs=outputs, log=log, run_id=run_id,
-                                      created=utc_now(), seconds=round(seconds, 3)))  # fmt: skip
+        store.cache_record(
+            CacheEntry(
+                key=key,
+                step=step.id,
+                outputs=outputs,
+                log=log,
+                run_id=run_id,
+                created=utc_now(),
+                seconds=round(seconds, 3),
+            )
+        )
     return TaskResult(True, outputs, 1, seconds, log_path, log_digest=log)
 
 
@@ -177,7 +209,8 @@ def _dirname(step_id: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in step_id)
 
 
-def _failed(store: ArtifactStore, log_path: Path, lines: list[str], started: float, attempts: int,
-            error: str) -> TaskResult:  # fmt: skip
+def _failed(
+    store: ArtifactStore, log_path: Path, lines: list[str], started: float, attempts: int, error: str
+) -> TaskResult:
     log_path.write_text("\n".join(lines) + "\n")
     return TaskResult(False, {}, max(1, attempts), time.monotonic() - started, log_path, error=error)

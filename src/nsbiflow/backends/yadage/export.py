@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from nsbiflow.backends.yadage.loops import refuse_loops
 from nsbiflow.backends.yadage.stages import (
     format_literal,
     input_parameter,
@@ -25,7 +26,6 @@ from nsbiflow.backends.yadage.stages import (
     stage_name,
     workflow_spec,
 )
-from nsbiflow.backends.yadage.loops import refuse_loops
 from nsbiflow.engine.plan import Plan
 from nsbiflow.errors import UsageError
 

@@ -36,16 +36,30 @@ def contour(
     ax.contour(mass, mu, np.asarray(surrogate["mean"]), levels=[surrogate["level"]], colors="C0", linewidths=2)
     ax.plot([], [], color="C0", lw=2, label=f"active scan ({len(history)} points)")
     if grid is not None:
-        ax.contour(np.asarray(grid["mass"]), np.asarray(grid["mu"]), np.asarray(grid["z"]),
-                   levels=[surrogate["level"]], colors="C2", linestyles="--")  # fmt: skip
+        ax.contour(
+            np.asarray(grid["mass"]),
+            np.asarray(grid["mu"]),
+            np.asarray(grid["z"]),
+            levels=[surrogate["level"]],
+            colors="C2",
+            linestyles="--",
+        )
         ax.plot([], [], color="C2", ls="--", label=f"regular grid ({grid['points']} points)")
         g_m, g_mu = np.meshgrid(grid["mass"], grid["mu"])
         ax.scatter(g_m.ravel(), g_mu.ravel(), s=4, color="C2", alpha=0.4)
     if exact is not None:
         ax.plot(exact[0], exact[1], color="k", ls=":", lw=2, label="exact")
     iterations = np.array([p.get("iteration", 0) for p in history])
-    points = ax.scatter([p["mass"] for p in history], [p["mu"] for p in history], c=iterations, cmap="viridis",
-                        s=22, edgecolors="k", linewidths=0.4, zorder=3)  # fmt: skip
+    points = ax.scatter(
+        [p["mass"] for p in history],
+        [p["mu"] for p in history],
+        c=iterations,
+        cmap="viridis",
+        s=22,
+        edgecolors="k",
+        linewidths=0.4,
+        zorder=3,
+    )
     fig.colorbar(points, ax=ax, label="iteration")
     ax.set_xlim(mass[0], mass[-1])
     ax.set_ylim(mu[0], mu[-1])
@@ -65,8 +79,9 @@ def surrogate(path: Path, surrogate: dict[str, Any], history: list[dict[str, Any
         mesh = ax.pcolormesh(mass, mu, np.asarray(surrogate[key]), shading="auto", cmap="magma")
         fig.colorbar(mesh, ax=ax, label=label)
         ax.contour(mass, mu, np.asarray(surrogate["mean"]), levels=[surrogate["level"]], colors="c")
-        ax.scatter([p["mass"] for p in history], [p["mu"] for p in history], s=8, color="w", edgecolors="k",
-                   linewidths=0.3)  # fmt: skip
+        ax.scatter(
+            [p["mass"] for p in history], [p["mu"] for p in history], s=8, color="w", edgecolors="k", linewidths=0.3
+        )
         ax.set_xlabel("signal mass")
         ax.set_ylabel(r"$\mu$")
     fig.savefig(path, dpi=110)

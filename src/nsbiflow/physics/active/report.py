@@ -54,9 +54,13 @@ def report(history: list[dict[str, Any]], grid: list[dict[str, Any]], cfg: Any, 
     surface = surrogate(history, active, resolution=61)
     results: dict[str, Any] = {
         "tolerance": cfg.tolerance,
-        "active": {"points": len(history), "iterations": 1 + max(int(p.get("iteration", 0)) for p in history),
-                   "misclassified": active_error, "within_tolerance": active_error <= cfg.tolerance,
-                   "contour": contour_line(surface)},  # fmt: skip
+        "active": {
+            "points": len(history),
+            "iterations": 1 + max(int(p.get("iteration", 0)) for p in history),
+            "misclassified": active_error,
+            "within_tolerance": active_error <= cfg.tolerance,
+            "contour": contour_line(surface),
+        },
         "exact": {"mass": masses.tolist(), "mu": [v if math.isfinite(v) else None for v in limits]},
     }
     grid_plot = None
@@ -66,10 +70,17 @@ def report(history: list[dict[str, Any]], grid: list[dict[str, Any]], cfg: Any, 
         n_mu, n_mass = values.shape
         if n_mu == n_mass:
             grid_error = misclassified(grid_excluded(values, n_mass, fine, lvl), truth)
-            results["grid"] = {"points": table["points"], "misclassified": grid_error,
-                               "within_tolerance": grid_error <= cfg.tolerance}  # fmt: skip
-        grid_plot = {"mass": table["mass"], "mu": table["mu"], "z": transform(values.ravel()).reshape(values.shape),
-                     "points": table["points"]}  # fmt: skip
+            results["grid"] = {
+                "points": table["points"],
+                "misclassified": grid_error,
+                "within_tolerance": grid_error <= cfg.tolerance,
+            }
+        grid_plot = {
+            "mass": table["mass"],
+            "mu": table["mu"],
+            "z": transform(values.ravel()).reshape(values.shape),
+            "points": table["points"],
+        }
     finite = np.isfinite(limits)
     plots.contour(plots_dir / "contour.png", surface, history, (masses[finite], limits[finite]), grid_plot)
     plots.surrogate(plots_dir / "surrogate.png", surface, history)

@@ -30,7 +30,9 @@ class ActiveConfig(BaseModel):
     stop_fraction: float = Field(0.01, ge=0, lt=1, description="stop when the uncertain fraction is below this")
     seed: int = Field(0, description="seed of the initial design and the GP optimiser restarts")
     mass_range: list[float] = Field([1.5, 8.5], min_length=2, max_length=2, description="scan range of the signal mass")
-    mu_range: list[float] = Field([0.0, 2.0], min_length=2, max_length=2, description="scan range of the signal strength")
+    mu_range: list[float] = Field(
+        [0.0, 2.0], min_length=2, max_length=2, description="scan range of the signal strength"
+    )
 
 
 def _scale(cfg: ActiveConfig) -> Scale:
@@ -61,8 +63,8 @@ def surrogate(history: Sequence[dict[str, Any]], cfg: ActiveConfig, resolution: 
     gp = fit(u, z, cfg.seed)
     mean, std = gp.predict(unit_grid(n), return_std=True)
     return {
-        "mass": np.linspace(*cfg.mass_range, n).tolist(),
-        "mu": np.linspace(*cfg.mu_range, n).tolist(),
+        "mass": np.linspace(cfg.mass_range[0], cfg.mass_range[1], n).tolist(),
+        "mu": np.linspace(cfg.mu_range[0], cfg.mu_range[1], n).tolist(),
         "mean": mean.reshape(n, n).tolist(),
         "std": std.reshape(n, n).tolist(),
         "level": level(cfg.cls_level),

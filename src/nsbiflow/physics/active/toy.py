@@ -44,7 +44,7 @@ class PointResult:
 
 def edges(toy: ScanToy) -> np.ndarray:
     """Bin edges of the observable."""
-    return np.linspace(*toy.x_range, toy.bins + 1)
+    return np.linspace(toy.x_range[0], toy.x_range[1], toy.bins + 1)
 
 
 def background(toy: ScanToy) -> np.ndarray:
@@ -63,7 +63,7 @@ def exact_signal(toy: ScanToy, mass: float) -> np.ndarray:
 
 def simulated_signal(toy: ScanToy, mass: float, events: int, seed: int) -> np.ndarray:
     """Expected signal per bin at ``mu = 1`` estimated from ``events`` simulated signal events."""
-    rng = np.random.default_rng([seed, int(round(mass * 1e6))])
+    rng = np.random.default_rng([seed, round(mass * 1e6)])
     x = rng.normal(mass, toy.width, size=events)
     counts, _ = np.histogram(x, bins=edges(toy))
     return toy.nu_s * counts / events
@@ -74,7 +74,9 @@ def observed(toy: ScanToy) -> np.ndarray:
     return np.random.default_rng(toy.data_seed).poisson(background(toy)).astype(float)
 
 
-def _likelihoods(toy: ScanToy, signal: np.ndarray) -> tuple[tuple[ProfileLikelihood, Fit], tuple[ProfileLikelihood, Fit]]:
+def _likelihoods(
+    toy: ScanToy, signal: np.ndarray
+) -> tuple[tuple[ProfileLikelihood, Fit], tuple[ProfileLikelihood, Fit]]:
     b = background(toy)
     bounds = (-0.5, 8.0)
 
@@ -107,5 +109,5 @@ def exact_contour(
     toy: ScanToy, mass_range: list[float], masses: int = 29, level: float = 0.05
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(mass, mu_up)`` of the exact contour at ``masses`` points across ``mass_range``."""
-    grid = np.linspace(*mass_range, masses)
+    grid = np.linspace(mass_range[0], mass_range[1], masses)
     return grid, np.array([exact_limit(toy, float(m), level) for m in grid])
