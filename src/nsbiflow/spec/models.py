@@ -251,7 +251,11 @@ class WorkflowStep(_Strict):
     resources: Resources | None = Field(None, description="override the definition's resources")
     retries: RetryPolicy | None = None
     timeout: float | None = Field(None, gt=0)
-    loop: LoopSpec | None = Field(None, description="an iterative sub-DAG (see docs/workflows.md, 'Loops')")
+    loop: LoopSpec | None = Field(
+        None,
+        description="an iterative sub-DAG (see docs/workflows.md, 'Loops')",
+        exclude_if=lambda value: value is None,  # digests of workflows without loops stay what they were
+    )
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> WorkflowStep:
