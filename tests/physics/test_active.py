@@ -80,13 +80,13 @@ def test_the_active_scan_reaches_the_exact_contour_with_few_points(seed: int) ->
     scale = Scale([cfg.mass_range, cfg.mu_range])
     truth = exact_excluded(scale, fine, masses, limits)
     history: list[dict[str, float]] = []
-    for iteration in range(9):
+    for iteration in range(12):
         for p in choose(history, cfg):
             cls = point_cls(TOY, p["mass"], p["mu"], simulated_signal(TOY, p["mass"], 20000, 1))
             history.append({**p, "cls": cls, "iteration": iteration})
     u = scale.to_unit(np.array([[p["mass"], p["mu"]] for p in history]))
     gp = fit(u, transform([p["cls"] for p in history]), seed)
     error = misclassified(gp.predict(fine) > level(0.05), truth)
-    # 40 points: a regular grid needs ~144 for 1 % (benchmarks/active_scan.py)
-    assert len(history) == 40 and error < 0.02, error
+    # 39 points: a regular grid needs 144 for 1 % (benchmarks/active_scan.py)
+    assert len(history) == 39 and error < 0.02, error
     assert 0.0 <= status(history, cfg)["uncertain_fraction"] < 0.3

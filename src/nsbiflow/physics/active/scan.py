@@ -22,8 +22,8 @@ class ActiveConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    initial: int = Field(8, ge=3, le=256, description="points of the initial space-filling design")
-    batch: int = Field(4, ge=1, le=64, description="points chosen per iteration (simulated in parallel)")
+    initial: int = Field(6, ge=3, le=256, description="points of the initial space-filling design")
+    batch: int = Field(3, ge=1, le=64, description="points chosen per iteration (simulated in parallel)")
     resolution: int = Field(41, ge=5, le=201, description="candidate grid per axis (acquisition, stopping rule)")
     cls_level: float = Field(0.05, gt=0, lt=1, description="the contour: CLs = cls_level")
     z: float = Field(1.96, gt=0, description="a grid point is uncertain when |mean - level| < z sigma")
