@@ -9,6 +9,8 @@ side of the contour is uncertain (``|mean - level| < z sigma``) is below a thres
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.stats import qmc
 from sklearn.gaussian_process import GaussianProcessRegressor
@@ -19,7 +21,8 @@ from nsbiflow.physics.active.surrogate import refit_fixed
 def initial_design(count: int, seed: int) -> np.ndarray:
     """``count`` space-filling points of the unit square (a scrambled Sobol sequence)."""
     sampler = qmc.Sobol(d=2, scramble=True, seed=seed)
-    return sampler.random(count)
+    # the first `count` points of the sequence (what random(count) draws), without its power-of-two warning
+    return sampler.random_base2(max(0, math.ceil(math.log2(count))))[:count]
 
 
 def straddle(mean: np.ndarray, std: np.ndarray, level: float) -> np.ndarray:
