@@ -23,11 +23,19 @@ def test_choose_scan_update_and_report(tmp_path: Path) -> None:
         must(run_step("scan-point", {"mass": p["mass"], "mu": p["mu"]}, outputs={"result": result}))
         value = json.loads(result.read_text())
         toy = ScanToy()
-        assert value["cls"] == pytest.approx(point_cls(toy, p["mass"], p["mu"], simulated_signal(toy, p["mass"], 20000, 1)))
+        assert value["cls"] == pytest.approx(
+            point_cls(toy, p["mass"], p["mu"], simulated_signal(toy, p["mass"], 20000, 1))
+        )
         results.append(result)
     history, status = tmp_path / "history.json", tmp_path / "status.json"
-    must(run_step("update-surrogate", {"iteration": 0}, [("results", r) for r in results],
-                  {"history": history, "status": status}))  # fmt: skip
+    must(
+        run_step(
+            "update-surrogate",
+            {"iteration": 0},
+            [("results", r) for r in results],
+            {"history": history, "status": status},
+        )
+    )
     state = json.loads(status.read_text())
     assert state["points"] == 5 and state["iteration"] == 0 and isinstance(state["done"], bool)
     assert 0.0 <= state["uncertain_fraction"] <= 1.0
