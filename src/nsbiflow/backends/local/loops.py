@@ -186,17 +186,8 @@ def run_loop(
     log = store.put_file(log_path).digest
     seconds = time.monotonic() - started
     if key is not None:  # recorded last: only a loop that stopped is ever a cache hit
-        store.cache_record(
-            CacheEntry(
-                key=key,
-                step=step.id,
-                outputs=outputs,
-                log=log,
-                run_id=run_id,
-                created=utc_now(),
-                seconds=round(seconds, 3),
-            )
-        )
+        entry = {"key": key, "step": step.id, "outputs": outputs, "log": log, "run_id": run_id}
+        store.cache_record(CacheEntry.model_validate({**entry, "created": utc_now(), "seconds": round(seconds, 3)}))
     return TaskResult(True, outputs, 1, seconds, log_path, log_digest=log)
 
 
