@@ -46,9 +46,9 @@ def test_an_iteration_calls_itself_while_until_is_false(compiled: dict[str, Any]
     assert tasks["next"]["template"] == "scan-iteration"  # the recursion
     assert (
         tasks["next"]["when"]
-        == "{{tasks.until.outputs.parameters.stop}} == false && {{inputs.parameters.iteration}} < 15"
+        == "{{tasks.until.outputs.parameters.stop}} == false && {{inputs.parameters.iteration}} < 19"
     )
-    assert "== true" in tasks["publish"]["when"] and ">= 15" in tasks["publish"]["when"]
+    assert "== true" in tasks["publish"]["when"] and ">= 19" in tasks["publish"]["when"]
     assert tasks["next"]["arguments"]["parameters"][0]["value"] == "{{=asInt(inputs.parameters.iteration) + 1}}"
     main = {t["name"]: t for t in templates["main"]["dag"]["tasks"]}
     assert main["scan"]["template"] == "scan-iteration" and main["report"]["dependencies"] == ["grid", "scan"]
