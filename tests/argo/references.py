@@ -4,7 +4,11 @@ Every ``{{...}}`` in a Workflow's spec must name something that exists where it 
 
 - ``inputs.parameters.X`` / ``inputs.artifacts.X``: an input of the enclosing template;
 - ``outputs.parameters.X`` / ``outputs.artifacts.X``: an output of the enclosing template;
-- ``item`` / ``item.KEY``: inside a DAG task with ``withItems`` whose every item has ``KEY``;
+- ``item`` / ``item.KEY``: inside a DAG task with ``withItems`` whose every item has ``KEY`` (or with
+  ``withParam``, whose items are only known at run time);
+- in a DAG task, ``inputs.parameters.X`` / ``inputs.artifacts.X``: an input of the DAG's own template;
+- ``=EXPR`` (an expression template): every ``tasks.T.outputs...`` and ``inputs.parameters.X`` it names resolves
+  as above;
 - ``tasks.T.outputs.(parameters|artifacts).X`` (and ``tasks.T.status`` etc.): a task ``T`` of the same DAG
   that the referring task depends on, and an output ``X`` of ``T``'s template;
 - ``workflow.name`` and the other global variables Argo documents.
@@ -89,9 +93,11 @@ def check_workflow(workflow: dict[str, Any]) -> list[str]:
                 if dep not in tasks:
                     problems.append(f"{twhere}: dependency {dep!r} is not a task of this DAG")
             items = task.get("withItems")
+            if items is None and "withParam" in task:
+                items = _RUNTIME_ITEMS
             for path, text in _strings({k: v for k, v in task.items() if k != "withItems"}, twhere):
                 for ref in REFERENCE.findall(text):
-                    problem = _resolve_task(ref, task, items, tasks, templates, set(depends))
+                    problem = _resolve_task(ref, task, items, tasks, templates, set(depends), template)
                     if problem:
                         problems.append(f"{path}: {{{{{ref}}}}}: {problem}")
             target = templates.get(task.get("template", ""))
@@ -109,6 +115,12 @@ def check_workflow(workflow: dict[str, Any]) -> list[str]:
     return problems
 
 
+_RUNTIME_ITEMS: list[Any] = []
+"""Marks a ``withParam`` task: its items (and their keys) are only known at run time."""
+_EXPRESSION_NAME = re.compile(r"(tasks\.[A-Za-z0-9_-]+\.outputs\.(?:parameters|artifacts)\.[A-Za-z0-9_-]+|"
+                              r"inputs\.(?:parameters|artifacts)\.[A-Za-z0-9_-]+)")
+
+
 def _resolve_task(
     ref: str,
     task: dict[str, Any],
@@ -116,14 +128,25 @@ def _resolve_task(
     tasks: dict[str, dict[str, Any]],
     templates: dict[str, dict[str, Any]],
     depends: set[str],
+    dag_template: dict[str, Any] | None = None,
 ) -> str | None:
     if ref in GLOBALS:
         return None
+    if ref.startswith("="):
+        for name in _EXPRESSION_NAME.findall(ref):
+            problem = _resolve_task(name, task, items, tasks, templates, depends, dag_template)
+            if problem:
+                return f"{name}: {problem}"
+        return None
     parts = ref.split(".")
+    if len(parts) == 3 and parts[0] == "inputs" and parts[1] in ("parameters", "artifacts") and dag_template:
+        declared = _names(dag_template.get("inputs"), parts[1])
+        where = dag_template["name"]
+        return None if parts[2] in declared else f"template {where!r} has no inputs.{parts[1]} {parts[2]!r}"
     if parts[0] == "item":
         if items is None:
             return "the task has no withItems"
-        if len(parts) == 1:
+        if len(parts) == 1 or items is _RUNTIME_ITEMS:
             return None
         missing = [i for i, item in enumerate(items) if not isinstance(item, dict) or parts[1] not in item]
         return f"items {missing[:3]} have no key {parts[1]!r}" if missing else None

@@ -81,6 +81,8 @@ class PlannedStep:
     fan_out: bool = False
     code_base: Path | None = None
     """Folder the ``code:`` globs of an inline step are relative to (the workflow file's folder)."""
+    loop: Any = None
+    """For a ``loop:`` step, its ``engine.loops.LoopPlan`` (backends run or compile it; see docs/workflows.md)."""
 
 
 @dataclass
@@ -213,6 +215,10 @@ class _Planner:
         self.definitions: dict[str, tuple[StepDefinition, Path | None]] = {}
         self.items: dict[str, list[tuple[str, Any]] | None] = {}
 
+    def scope(self) -> dict[str, Any]:
+        """What ``${{ }}`` expressions see (a loop body's planner adds ``loop``)."""
+        return {"params": self.params}
+
     def fail(self, loc: tuple[Any, ...], message: str, *, key: bool = False) -> None:
         problem = self.doc.problem(loc, message, key=key)
         if str(problem) not in {str(p) for p in self.problems}:  # a fanned-out step's mistake: reported once
@@ -232,6 +238,8 @@ class _Planner:
 
     def resolve_definitions(self) -> None:
         for name, step in self.workflow.steps.items():
+            if step.loop is not None:
+                continue  # engine.loops plans it (after the steps it reads from)
             if step.run is not None:
                 self.definitions[name] = (step.run.as_definition(name), None)
                 self.check_code(name, self.definitions[name][0], None)
@@ -277,7 +285,7 @@ class _Planner:
 
     def expand_foreach(self, name: str, step: WorkflowStep) -> list[tuple[str, Any]] | None:
         loc = ("steps", name, "foreach")
-        scope = {"params": self.params}
+        scope = self.scope()
         spec = step.foreach
         try:
             if spec is None:
@@ -400,7 +408,7 @@ class _Planner:
         item: Any,
     ) -> PlannedStep | None:
         base = ("steps", name)
-        scope: dict[str, Any] = {"params": self.params}
+        scope: dict[str, Any] = self.scope()
         if index is not None:
             scope.update(item=item, index=index, key=key)
         parameters: dict[str, Any] = {}
@@ -519,6 +527,8 @@ class _Planner:
 
     # -- whole workflow --------------------------------------------------------------------------------
     def plan(self) -> Plan:
+        from nsbiflow.engine.loops import plan_loops  # the loop planner builds on this one
+
         self.resolve_definitions()
         for name, step in self.workflow.steps.items():
             self.items[name] = self.expand_foreach(name, step)
@@ -526,8 +536,10 @@ class _Planner:
             raise SpecError(self.problems)
         steps: dict[str, PlannedStep] = {}
         templates: dict[str, list[str]] = {}
+        for name, placeholder in plan_loops(self).items():
+            steps[name], templates[name] = placeholder, [name]
         for name, step in self.workflow.steps.items():
-            if name not in self.definitions:
+            if name not in self.definitions or name in steps:
                 continue
             definition, def_path = self.definitions[name]
             items = self.items[name]
@@ -539,7 +551,7 @@ class _Planner:
                     templates.setdefault(name, []).append(planned.id)
         outputs: dict[str, list[InputSource]] = {}
         for oname, ref in self.workflow.outputs.items():
-            resolved = self.resolve_reference(ref, ("outputs", oname), {"params": self.params})
+            resolved = self.resolve_reference(ref, ("outputs", oname), self.scope())
             if resolved is not None:
                 outputs[oname] = resolved
         self.check_interface()
@@ -560,10 +572,12 @@ class _Planner:
         )
 
     def check_template_cycles(self) -> bool:
+        from nsbiflow.engine.loops import body_bindings
+
         graph: dict[str, set[str]] = {}
         for name, step in self.workflow.steps.items():
             deps: set[str] = {n for n in step.needs if n in self.workflow.steps}
-            for binding in step.inputs.values():
+            for binding in [*step.inputs.values(), *body_bindings(step)]:
                 refs = binding if isinstance(binding, list) else [binding] if isinstance(binding, str) else []
                 for ref in refs:
                     match = re.match(r"^\s*([a-z0-9][a-z0-9_-]*)", ref)

@@ -251,12 +251,65 @@ class WorkflowStep(_Strict):
     resources: Resources | None = Field(None, description="override the definition's resources")
     retries: RetryPolicy | None = None
     timeout: float | None = Field(None, gt=0)
+    loop: LoopSpec | None = Field(
+        None,
+        description="an iterative sub-DAG (see docs/workflows.md, 'Loops')",
+        exclude_if=lambda value: value is None,  # digests of workflows without loops stay what they were
+    )
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> WorkflowStep:
+        if self.loop is not None:
+            check_loop_step(self)
+            return self
         if (self.uses is None) == (self.run is None):
-            raise ValueError("give exactly one of 'uses' (a step definition name) or 'run' (an inline definition)")
+            raise ValueError(
+                "give exactly one of 'uses' (a step definition name), 'run' (an inline definition) or 'loop'"
+            )
         return self
+
+
+class LoopSpec(_Strict):
+    """``loop:``: a sub-DAG of steps run once per iteration until ``until`` holds or ``max_iterations`` is reached.
+
+    Inside the body, ``loop.previous.STEP.OUTPUT`` (an input binding) is the previous iteration's artifact
+    (unbound in the first iteration, so the input must be optional), and in ``${{ }}`` expressions
+    ``loop.iteration`` (0, 1, ...), ``loop.first``, ``loop.current.STEP.OUTPUT`` and ``loop.previous.STEP.OUTPUT``
+    are the parsed JSON of a file output of this or the previous iteration.
+    """
+
+    max_iterations: int = Field(..., ge=1, le=1000, description="hard stop: at most this many iterations")
+    until: str = Field(
+        ...,
+        pattern=r"^\s*\$\{\{.*\}\}\s*$",
+        description="a ${{ }} expression evaluated after each iteration; true stops the loop "
+        "(e.g. ${{ loop.current.update.status.done }})",
+    )
+    steps: dict[Annotated[str, Field(pattern=NAME_PATTERN)], WorkflowStep] = Field(..., min_length=1)
+    outputs: dict[Annotated[str, Field(pattern=IO_NAME_PATTERN)], str] = Field(
+        ..., min_length=1, description="the loop's outputs: name -> 'step.output' of the body, from the last iteration"
+    )
+
+
+_NOT_FOR_LOOPS = ("uses", "run", "foreach", "resources", "retries", "timeout")
+
+
+def check_loop_step(step: WorkflowStep) -> None:
+    """A ``loop:`` step is only its body: the fields of an ordinary step belong to the body's steps."""
+    for name in _NOT_FOR_LOOPS:
+        if getattr(step, name) is not None:
+            raise ValueError(f"a loop step takes no {name!r}; put it on a step of the loop's body")
+    for name, value in (("with", step.with_), ("inputs", step.inputs), ("needs", step.needs)):
+        if value:
+            raise ValueError(f"a loop step takes no {name!r}; bind inputs on the steps of the loop's body")
+    assert step.loop is not None
+    for body_name, body in step.loop.steps.items():
+        if body.loop is not None:
+            raise ValueError(f"loop body step {body_name!r}: loops do not nest; flatten the inner loop")
+
+
+LoopSpec.model_rebuild()
+WorkflowStep.model_rebuild()
 
 
 class Metadata(_Strict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from pydantic import BaseModel
 
+from nsbiflow.stepcli.active import choose_points, scan_point, scan_report, update_surrogate
 from nsbiflow.stepcli.contract import STAGE_CONFIGS
 from nsbiflow.stepcli.evaluation import calibrate, fit, infer
 from nsbiflow.stepcli.generate import generate, generate_data, load_events
@@ -30,6 +31,8 @@ for command in (generate, generate_data, load_events, support, train_ratio, gath
 for command in (generate_objects, load_objects, train_reweighter, apply_reweighter, reweight_closure):
     main.add_command(command)
 main.add_command(generate_offshell)
+for command in (choose_points, scan_point, update_surrogate, scan_report):  # the active-learning scan
+    main.add_command(command)
 
 
 def registered_configs() -> dict[str, type[BaseModel] | None]:

@@ -332,6 +332,13 @@ class _Compiler:
         templates: list[m.Template] = []
         tasks: list[m.DAGTask] = []
         for template, ids in self.plan.templates.items():
+            if self.plan.steps[ids[0]].loop is not None:  # a recursive template (backends/argo/loops.py)
+                from nsbiflow.backends.argo.loops import compile_loop
+
+                loop_templates, task = compile_loop(self, self.plan.steps[ids[0]])
+                templates.extend(loop_templates)
+                tasks.append(task)
+                continue
             tpl, task = self.template_and_task(template, [self.plan.steps[i] for i in ids])
             templates.append(tpl)
             tasks.append(task)

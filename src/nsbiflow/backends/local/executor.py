@@ -27,9 +27,10 @@ from types import FrameType
 from typing import Any
 
 from nsbiflow import __version__
+from nsbiflow.backends.local.loops import task_function
 from nsbiflow.backends.local.progress import PlainProgress, Progress, progress_file
 from nsbiflow.backends.local.ready import ReadyQueue
-from nsbiflow.backends.local.task import TaskResult, kill_running, run_task, utc_now
+from nsbiflow.backends.local.task import TaskResult, kill_running, utc_now
 from nsbiflow.engine.keys import step_code_identity, step_key
 from nsbiflow.engine.plan import Plan, PlannedStep
 from nsbiflow.errors import ExecutionError, NsbiflowError, StoreError, StoreUnavailableError
@@ -324,7 +325,7 @@ class LocalExecutor:
                             watch(step_id, progress_file(workdir))
                         self.progress.update(step_id, "running", record)
                         future = pool.submit(
-                            run_task,
+                            task_function(step, self.jobs),  # run_task, or the loop runner for a loop: step
                             self.store,
                             step,
                             refs,

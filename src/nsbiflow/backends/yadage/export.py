@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from nsbiflow.backends.yadage.loops import refuse_loops
 from nsbiflow.backends.yadage.stages import (
     format_literal,
     input_parameter,
@@ -89,6 +90,7 @@ def export_workflow(plan: Plan, out_dir: Path, *, target: str, environment: str)
         raise UsageError(f"unknown export target {target!r}: use one of {', '.join(TARGETS)}")
     if target == "reana" and environment != "docker":
         raise UsageError("REANA runs docker-encapsulated steps: use --environment docker with --target reana")
+    refuse_loops(plan, target)
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = workflow_spec(plan, environment_kind=environment)
     inputs = _external_inputs(plan, out_dir)
