@@ -27,34 +27,38 @@ def _figure(path: Path, size: tuple[float, float]) -> Iterator[Figure]:
     fig = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(fig)
     yield fig
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=110)
 
 
 def scans(path: Path, methods: Mapping[str, Any], poi: str, injected: float | None = None) -> None:
-    """``t(poi)`` of every method, with the 68 % and 95 % levels."""
-    with _figure(path, (6, 4.5)) as fig:
+    """``t(poi)`` of every method, with the 68 % and 95 % levels and the injected value labelled; the x-range
+    is where some method's ``t`` stays below the plotted top (8), with a margin."""
+    with _figure(path, (7.5, 5)) as fig:
         ax = fig.subplots()
+        inside: list[float] = []
         for name, result in methods.items():
             if not result or poi not in result["pois"]:
                 continue
             p = result["pois"][poi]
             color, ls = STYLES.get(name, ("C2", ":"))
             i68 = p["interval_68"]
-            ax.plot(
-                p["scan"]["values"],
-                p["scan"]["t"],
-                color=color,
-                ls=ls,
-                label=f"{name}: {p['hat']:.3f} [{i68['lo']:.3f}, {i68['hi']:.3f}]",
-            )
-        for level in (1.0, 3.84):
+            values, t = p["scan"]["values"], p["scan"]["t"]
+            inside += [v for v, y in zip(values, t, strict=False) if y is not None and y <= 8.0]
+            ax.plot(values, t, color=color, ls=ls, label=f"{name}: {p['hat']:.3f} [{i68['lo']:.3f}, {i68['hi']:.3f}]")
+        if inside:
+            lo, hi = min(inside), max(inside)
+            margin = 0.15 * (hi - lo) or 0.5
+            ax.set_xlim(lo - margin, hi + margin)
+        x_text = ax.get_xlim()[0] + 0.02 * (ax.get_xlim()[1] - ax.get_xlim()[0])
+        for level, text in ((1.0, "68% CL (t = 1)"), (3.84, "95% CL (t = 3.84)")):
             ax.axhline(level, color="grey", lw=0.8, ls=":")
+            ax.text(x_text, level + 0.1, text, color="dimgrey", fontsize=8, va="bottom")
         if injected is not None:
-            ax.axvline(injected, color="grey", lw=0.8)
+            ax.axvline(injected, color="grey", lw=0.8, label=f"injected {poi} = {injected:g}")
         ax.set_ylim(0, 8)
         ax.set_xlabel(poi)
-        ax.set_ylabel("-2 ln lambda")
-        ax.legend(title=f"{poi} best fit [68% CL]", fontsize=8)
+        ax.set_ylabel(f"-2 ln lambda({poi})")
+        ax.legend(title=f"{poi} best fit [68% CL]", fontsize=8, loc="upper center")
 
 
 def pulls(path: Path, result: Mapping[str, Any], title: str) -> None:
