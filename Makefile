@@ -29,7 +29,7 @@ toy: $(STAMP)
 test: $(STAMP) $(YADAGE_STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
