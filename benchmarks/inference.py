@@ -115,7 +115,7 @@ def run_project(events: Path, collection: Path, out: Path) -> None:
     from nsbiflow.physics.inference import infer_file, load_targets
 
     targets = load_targets([collection])
-    infer_file(events, out, targets, support=None, toy=None, batch_size=CHUNK, aggregate="mean")
+    infer_file(events, out, targets, support=None, batch_size=CHUNK, aggregate="mean")
 
 
 def run_stacked(events: Path, collection: Path, out: Path) -> None:
