@@ -114,6 +114,7 @@ class Service:
             if job.error is not None:
                 raise job.error
             return job.result
+        await self.jobs.detach(job)
         return JSONResponse(status_code=202, content=self.accepted(job).model_dump())
 
     @staticmethod
@@ -354,7 +355,7 @@ def create_app(settings: ServiceSettings, store: ArtifactStore | None = None) ->
             request = model_type.model_validate(body.request)
         except ValidationError as exc:
             raise _WrappedValidation(exc) from None
-        job = service.jobs.start(body.kind, 0, service.work_of(body.kind, request))
+        job = service.jobs.start(body.kind, 0, service.work_of(body.kind, request), detached=True)
         return service.accepted(job)
 
     @app.exception_handler(_WrappedValidation)

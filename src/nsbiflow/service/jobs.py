@@ -1,7 +1,9 @@
 """Jobs: every request runs as one; a plain request waits for it, a long one answers with its id.
 
-A job counts its finished parts (patches of a batch, points of a scan) for progress. Finished jobs are
-written to the store (``service/jobs/<id>.json``), so a poll after a server restart still finds them.
+A job counts its finished parts (patches of a batch, points of a scan) for progress. A job that somebody
+may poll (submitted to ``/v1/jobs``, or answered with 202 because it outlived the wait) is written to the
+store when it finishes (``service/jobs/<id>.json``), so a poll after a server restart still finds it; a
+request answered in full needs no record (nobody holds its id), so it costs no store write.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class Job:
         self.finished_at = 0.0
         self.event = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.detached = False
+        """Whether its id was handed out (then its finished status is written to the store)."""
 
     def advance(self, parts: int = 1) -> None:
         """Count finished parts."""
@@ -68,13 +72,26 @@ class JobManager:
         self.ttl_s = ttl_s
         self._jobs: dict[str, Job] = {}
 
-    def start(self, kind: str, total: int, work: Callable[[Job], Awaitable[BaseModel]]) -> Job:
-        """Run ``work(job)`` in the background."""
+    def start(self, kind: str, total: int, work: Callable[[Job], Awaitable[BaseModel]], *,
+              detached: bool = False) -> Job:
+        """Run ``work(job)`` in the background (``detached``: its id is handed out at once)."""
         self._expire()
         job = Job(kind, total)
+        job.detached = detached
         self._jobs[job.id] = job
         job.task = asyncio.get_running_loop().create_task(self._run(job, work))
         return job
+
+    async def detach(self, job: Job) -> None:
+        """The job's id is being handed out (a 202): record it in the store once it finishes."""
+        job.detached = True
+        if job.event.is_set():  # it finished between the wait's timeout and now
+            await self._persist(job)
+
+    async def _persist(self, job: Job) -> None:
+        # on a store error the answer is still in memory; only a poll after a restart would miss it
+        with contextlib.suppress(StoreError):
+            await asyncio.to_thread(self.store.write_json, self.key(job.id), job.status_model().model_dump(mode="json"))
 
     async def _run(self, job: Job, work: Callable[[Job], Awaitable[BaseModel]]) -> None:
         job.status = "running"
@@ -87,9 +104,8 @@ class JobManager:
             job.error = NsbiflowError(f"internal error: {type(exc).__name__}: {exc} (please report it)")
             job.status = "failed"
         job.finished, job.finished_at = _now(), time.monotonic()
-        # on a store error the answer is still in memory; only a poll after a restart would miss it
-        with contextlib.suppress(StoreError):
-            self.store.write_json(self.key(job.id), job.status_model().model_dump(mode="json"))
+        if job.detached:
+            await self._persist(job)
         job.event.set()
 
     @staticmethod

@@ -61,6 +61,8 @@ class ModelRegistry:
         self._documents: OrderedDict[str, Any] = OrderedDict()
         self._cached = cached
         self._lock = threading.Lock()
+        self._kinds: dict[str, str] = {}
+        """digest -> kind of registered models (a record never changes once written: no store read per request)"""
 
     # -- uploads -----------------------------------------------------------------------------------
     def store_document(self, kind: str, document: Any) -> tuple[str, int]:
@@ -120,10 +122,14 @@ class ModelRegistry:
         return self._resolve_archive(ref)
 
     def _resolve_digest(self, digest: str) -> ResolvedModel:
+        known = self._kinds.get(digest)
+        if known is not None:
+            return ResolvedModel(digest, known, digest)
         key = MODELS_PREFIX + digest.split(":", 1)[1] + ".json"
         if self.store.backend.exists(key):
             try:
                 entry = ModelEntry.model_validate(self.store.read_json(key))
+                self._kinds[digest] = entry.kind
                 return ResolvedModel(digest, entry.kind, digest)
             except (StoreError, ValueError):
                 pass

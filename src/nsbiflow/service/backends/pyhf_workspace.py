@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -72,8 +73,52 @@ def optimizer(name: str) -> Iterator[None]:
         pyhf.set_backend(tensorlib, previous)
 
 
+@functools.lru_cache(maxsize=4)
+def _workspace_validator(version: str) -> Any:
+    """pyhf's workspace schema of ``version`` as one prebuilt validator.
+
+    ``pyhf.schema.validate`` builds a new validator class and reference resolver on every call, which is
+    most of the cost of building a patched model (about 5x the check itself). This is the same schema and
+    the same Draft-6 check, built once per worker; the documents come from JSON, so pyhf's tensor-aware
+    type checkers are not needed.
+    """
+    import pyhf
+    from jsonschema import Draft6Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT6
+
+    schema = pyhf.schema.load_schema(f"{version}/workspace.json")
+    pyhf.schema.load_schema(f"{version}/defs.json")
+    registry: Any = Registry().with_resources(
+        (uri, Resource.from_contents(document, default_specification=DRAFT6))
+        for uri, document in pyhf.schema.variables.SCHEMA_CACHE.items()
+    )
+    return Draft6Validator({"$ref": schema["$id"]}, registry=registry)
+
+
+def check_workspace(spec: Any) -> None:
+    """A one-line ``BadModelError`` unless ``spec`` is a valid pyhf workspace (its own schema version)."""
+    import jsonschema
+    import pyhf
+
+    version = spec.get("version") if isinstance(spec, dict) else None
+    try:
+        validator = _workspace_validator(str(version))
+    except pyhf.exceptions.SchemaNotFound:
+        raise BadModelError(f"not a valid pyhf workspace: no schema version {version!r}") from None
+    error = jsonschema.exceptions.best_match(validator.iter_errors(spec))
+    if error is not None:
+        where = "/".join(str(part) for part in error.absolute_path) or "the document"
+        raise BadModelError(f"not a valid pyhf workspace: {where}: {first_line(error)}")
+
+
 class PyhfModel:
-    """A pyhf workspace, its model (the default measurement) and its observed data."""
+    """A pyhf workspace, its model (the default measurement) and its observed data.
+
+    The workspace is checked once against pyhf's schema (``check_workspace``); pyhf then builds it without
+    checking it again (it validates the workspace and then the model spec it derives from it, each time
+    building a new validator).
+    """
 
     kind = "pyhf"
 
@@ -82,9 +127,10 @@ class PyhfModel:
 
         if pyhf.get_backend()[0].name != "numpy":
             pyhf.set_backend("numpy")
+        check_workspace(spec)
         try:
-            self.workspace = pyhf.Workspace(spec)
-            self.model = self.workspace.model(modifier_settings=MODIFIER_SETTINGS)
+            self.workspace = pyhf.Workspace(spec, validate=False)
+            self.model = self.workspace.model(modifier_settings=MODIFIER_SETTINGS, validate=False)
             self.data = self.workspace.data(self.model)
         except (pyhf.exceptions.InvalidSpecification, pyhf.exceptions.InvalidModel, KeyError, ValueError) as exc:
             raise BadModelError(f"not a valid pyhf workspace: {first_line(exc)}") from None
