@@ -11,40 +11,25 @@ class ServiceError(NsbiflowError):
     status = 400
 
 
-class ModelNotFoundError(ServiceError):
-    """No model by that reference in the store."""
-
-    status = 404
-
-
-class BadModelError(ServiceError):
-    """A model document is not a model any backend can load (or is too large)."""
-
-    status = 422
+def _status_error(name: str, status: int, doc: str) -> type[ServiceError]:
+    """A ``ServiceError`` subclass for one HTTP status (module-level, so workers pickle it back by name)."""
+    return type(name, (ServiceError,), {"status": status, "__doc__": doc, "__module__": __name__})
 
 
-class BackendUnavailableError(ServiceError):
-    """The backend a model needs is not available in this installation."""
-
-    status = 501
-
-
-class JobNotFoundError(ServiceError):
-    """No job by that id (finished jobs are kept for a while, then forgotten)."""
-
-    status = 404
-
-
-class WorkerDiedError(ServiceError):
-    """A fit worker process died (e.g. out of memory); the pool was replaced: send the request again."""
-
-    status = 503
-
-
-class TooLargeError(ServiceError):
-    """A request body or a model is over the configured limit."""
-
-    status = 413
+ModelNotFoundError = _status_error("ModelNotFoundError", 404, "No model by that reference in the store.")
+JobNotFoundError = _status_error(
+    "JobNotFoundError", 404, "No job by that id (finished jobs are kept for a while, then forgotten)."
+)
+BadModelError = _status_error(
+    "BadModelError", 422, "A model document is not a model any backend can load (or is too large)."
+)
+TooLargeError = _status_error("TooLargeError", 413, "A request body or a model is over the configured limit.")
+BackendUnavailableError = _status_error(
+    "BackendUnavailableError", 501, "The backend a model needs is not available in this installation."
+)
+WorkerDiedError = _status_error(
+    "WorkerDiedError", 503, "A fit worker process died (e.g. out of memory); the pool was replaced: send it again."
+)
 
 
 def first_line(error: BaseException) -> str:

@@ -6,8 +6,10 @@ whether a document is its kind, and expands its batch-patch format. One module p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
+from nsbiflow.service.errors import ServiceError, first_line
 from nsbiflow.service.schemas import (
     FitOptions,
     FitResult,
@@ -20,6 +22,24 @@ from nsbiflow.service.schemas import (
     UpperLimitResult,
 )
 from nsbiflow.store import ArtifactStore
+
+
+def apply_patch(document: Any, patch: list[dict[str, Any]], what: str) -> Any:
+    """``document`` with an RFC 6902 patch applied (a copy); a one-line error naming ``what`` if it does not apply."""
+    import jsonpatch
+
+    try:
+        return jsonpatch.apply_patch(document, patch)
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+        raise ServiceError(f"the patch does not apply to the {what}: {first_line(exc)}") from None
+
+
+def parameter_index(names: Sequence[str], name: str) -> int:
+    """The position of parameter ``name``; a one-line error listing the parameters if there is none."""
+    try:
+        return list(names).index(name)
+    except ValueError:
+        raise ServiceError(f"no parameter {name!r} in the model (parameters: {', '.join(names)})") from None
 
 
 class LoadedModel(Protocol):

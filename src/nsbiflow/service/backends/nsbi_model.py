@@ -20,25 +20,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import jsonpatch
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nsbiflow.errors import ArtifactNotFoundError, NsbiflowError, SpecError
+from nsbiflow.service import schemas as api
+from nsbiflow.service.backends.base import apply_patch, parameter_index
 from nsbiflow.service.errors import BackendUnavailableError, BadModelError, ModelNotFoundError, ServiceError, first_line
-from nsbiflow.service.schemas import (
-    DIGEST_PATTERN,
-    FitOptions,
-    FitResult,
-    HypotestOptions,
-    HypotestResult,
-    ModelDetails,
-    ParameterValue,
-    ProfileOptions,
-    ProfileResult,
-    UpperLimitOptions,
-    UpperLimitResult,
-)
+from nsbiflow.service.schemas import DIGEST_PATTERN
 from nsbiflow.store import ArtifactStore
 
 BUNDLE_FORMAT = "nsbiflow/service-nsbi/v1"
@@ -112,9 +101,9 @@ class NsbiModel:
         self._cls: Any = None
 
     # -- structure --------------------------------------------------------------------------------
-    def details(self) -> ModelDetails:
+    def details(self) -> api.ModelDetails:
         """Parameters, regions and the loaded samples."""
-        return ModelDetails(
+        return api.ModelDetails(
             kind="nsbi", poi=self.poi, parameters=self.names,
             summary={
                 "name": self.model.metadata.name,
@@ -126,16 +115,10 @@ class NsbiModel:
 
     def patched(self, patch: list[dict[str, Any]]) -> NsbiModel:
         """The Model document with an RFC 6902 patch applied, on the same loaded tables."""
-        try:
-            document = jsonpatch.apply_patch(self.document, patch)
-        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-            raise ServiceError(f"the patch does not apply to the model: {first_line(exc)}") from None
-        return NsbiModel(document, self.tables)
+        return NsbiModel(apply_patch(self.document, patch, "model"), self.tables)
 
     def _index(self, name: str) -> int:
-        if name not in self.like.index:
-            raise ServiceError(f"no parameter {name!r} in the model (parameters: {', '.join(self.names)})")
-        return int(self.like.index[name])
+        return parameter_index(self.names, name)
 
     def _require_poi(self) -> str:
         if self.poi is None:
@@ -160,7 +143,7 @@ class NsbiModel:
         return self._cls
 
     # -- operations --------------------------------------------------------------------------------
-    def fit(self, options: FitOptions) -> FitResult:
+    def fit(self, options: api.FitOptions) -> api.FitResult:
         """Best fit with Hessian errors (``fixed`` parameters held)."""
         from nsbiflow.physics.model.fit import covariance, minimise
 
@@ -175,9 +158,9 @@ class NsbiModel:
             held = {self._index(n) for n in options.fixed}
             free, cov = covariance(self.like, minimum.x) if not held else self._conditional_cov(minimum.x, held)
         errors = {i: math.sqrt(max(float(cov[a, a]), 0.0)) for a, i in enumerate(free)}
-        return FitResult(
+        return api.FitResult(
             twice_nll=float(minimum.twice_nll),
-            parameters=[ParameterValue(name=n, value=float(minimum.x[i]), error=errors.get(i))
+            parameters=[api.ParameterValue(name=n, value=float(minimum.x[i]), error=errors.get(i))
                         for i, n in enumerate(self.names)],
         )
 
@@ -207,14 +190,14 @@ class NsbiModel:
             expected.append(float(norm.sf(n + sq_a)) / clb if clb > 0 else 1.0)
         return observed, expected
 
-    def hypotest(self, options: HypotestOptions) -> HypotestResult:
+    def hypotest(self, options: api.HypotestOptions) -> api.HypotestResult:
         """Asymptotic CLs (q~) at one POI value, with the expected band."""
         if options.test_stat != "qtilde":
             raise ServiceError("test_stat: NSBI models offer 'qtilde' only")
         observed, expected = self._cls_at(options.poi)
-        return HypotestResult(poi=options.poi, test_stat="qtilde", cls_obs=observed, cls_exp=expected)
+        return api.HypotestResult(poi=options.poi, test_stat="qtilde", cls_obs=observed, cls_exp=expected)
 
-    def upper_limit(self, options: UpperLimitOptions) -> UpperLimitResult:
+    def upper_limit(self, options: api.UpperLimitOptions) -> api.UpperLimitResult:
         """Observed and expected CLs upper limits: interpolated on ``scan``, or by root finding."""
         from scipy.optimize import brentq
 
@@ -225,7 +208,7 @@ class NsbiModel:
             grid = np.asarray(options.scan, dtype=float)
             values = np.array([[o, *e] for o, e in (self._cls_at(float(m)) for m in grid)])
             limits = [float(np.interp(options.level, values[::-1, k], grid[::-1])) for k in range(values.shape[1])]
-            return UpperLimitResult(level=options.level, obs=limits[0], exp=limits[1:])
+            return api.UpperLimitResult(level=options.level, obs=limits[0], exp=limits[1:])
         lo = max(float(data.best.x[index]), 0.0) + 1e-6
         hi = float(self.like.parameters.bounds[index][1])
 
@@ -240,9 +223,9 @@ class NsbiModel:
             return float(brentq(f, low, hi, xtol=1e-6, rtol=1e-8))
 
         limits = [solve(k) for k in range(6)]
-        return UpperLimitResult(level=options.level, obs=limits[0], exp=limits[1:])
+        return api.UpperLimitResult(level=options.level, obs=limits[0], exp=limits[1:])
 
-    def profile(self, options: ProfileOptions) -> ProfileResult:
+    def profile(self, options: api.ProfileOptions) -> api.ProfileResult:
         """``-2 ln L`` with one parameter fixed, the others fitted (started from the best fit)."""
         from nsbiflow.physics.model.fit import minimise
 
@@ -250,7 +233,7 @@ class NsbiModel:
         self._index(name)
         with _physics_errors("profile"):
             minimum = minimise(self.like, {name: options.value}, self.best().x)
-        return ProfileResult(parameter=name, value=options.value, twice_nll=float(minimum.twice_nll))
+        return api.ProfileResult(parameter=name, value=options.value, twice_nll=float(minimum.twice_nll))
 
 
 class NsbiBackend:

@@ -13,22 +13,11 @@ import functools
 from collections.abc import Iterator
 from typing import Any
 
-import jsonpatch
 import numpy as np
 
+from nsbiflow.service import schemas as api
+from nsbiflow.service.backends.base import apply_patch, parameter_index
 from nsbiflow.service.errors import BadModelError, ServiceError, first_line
-from nsbiflow.service.schemas import (
-    FitOptions,
-    FitResult,
-    HypotestOptions,
-    HypotestResult,
-    ModelDetails,
-    ParameterValue,
-    ProfileOptions,
-    ProfileResult,
-    UpperLimitOptions,
-    UpperLimitResult,
-)
 from nsbiflow.store import ArtifactStore
 
 MODIFIER_SETTINGS = {"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}}
@@ -143,9 +132,9 @@ class PyhfModel:
         """Name of the parameter of interest."""
         return self.model.config.poi_name
 
-    def details(self) -> ModelDetails:
+    def details(self) -> api.ModelDetails:
         """Parameters and channels."""
-        return ModelDetails(
+        return api.ModelDetails(
             kind="pyhf",
             poi=self.poi,
             parameters=self.names,
@@ -159,17 +148,10 @@ class PyhfModel:
 
     def patched(self, patch: list[dict[str, Any]]) -> PyhfModel:
         """The workspace with an RFC 6902 patch applied (like a pyhf PatchSet patch)."""
-        try:
-            spec = jsonpatch.apply_patch(self.spec, patch)
-        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-            raise ServiceError(f"the patch does not apply to the workspace: {first_line(exc)}") from None
-        return PyhfModel(spec)
+        return PyhfModel(apply_patch(self.spec, patch, "workspace"))
 
     def _index(self, name: str) -> int:
-        try:
-            return self.names.index(name)
-        except ValueError:
-            raise ServiceError(f"no parameter {name!r} in the model (parameters: {', '.join(self.names)})") from None
+        return parameter_index(self.names, name)
 
     def _poi_index(self, parameter: str | None = None) -> int:
         if parameter is not None:
@@ -190,7 +172,7 @@ class PyhfModel:
         return values, frozen
 
     # -- operations --------------------------------------------------------------------------------
-    def fit(self, options: FitOptions) -> FitResult:
+    def fit(self, options: api.FitOptions) -> api.FitResult:
         """Best fit with Minuit uncertainties."""
         import pyhf
 
@@ -201,15 +183,15 @@ class PyhfModel:
                 return_uncertainties=True, return_fitted_val=True,
             )
         result = np.asarray(result)
-        return FitResult(
+        return api.FitResult(
             twice_nll=float(twice_nll),
             parameters=[
-                ParameterValue(name=n, value=float(v), error=None if frozen else float(e))
+                api.ParameterValue(name=n, value=float(v), error=None if frozen else float(e))
                 for n, (v, e), frozen in zip(self.names, result, fixed, strict=True)
             ],
         )
 
-    def hypotest(self, options: HypotestOptions) -> HypotestResult:
+    def hypotest(self, options: api.HypotestOptions) -> api.HypotestResult:
         """``pyhf cls`` at one POI value."""
         import pyhf
 
@@ -218,12 +200,12 @@ class PyhfModel:
             observed, expected = pyhf.infer.hypotest(
                 options.poi, self.data, self.model, test_stat=options.test_stat, return_expected_set=True
             )
-        return HypotestResult(
+        return api.HypotestResult(
             poi=options.poi, test_stat=options.test_stat, cls_obs=float(observed),
             cls_exp=[float(v) for v in np.asarray(expected).ravel()],
         )
 
-    def upper_limit(self, options: UpperLimitOptions) -> UpperLimitResult:
+    def upper_limit(self, options: api.UpperLimitOptions) -> api.UpperLimitResult:
         """Observed and expected CLs upper limits (root finding, or interpolation on ``scan``)."""
         import pyhf
 
@@ -233,11 +215,11 @@ class PyhfModel:
             observed, expected = pyhf.infer.intervals.upper_limits.upper_limit(
                 self.data, self.model, scan=scan, level=options.level
             )
-        return UpperLimitResult(
+        return api.UpperLimitResult(
             level=options.level, obs=float(observed), exp=[float(v) for v in np.asarray(expected).ravel()]
         )
 
-    def profile(self, options: ProfileOptions) -> ProfileResult:
+    def profile(self, options: api.ProfileOptions) -> api.ProfileResult:
         """``-2 ln L`` with ``parameter`` fixed at ``value``, every other free parameter fitted."""
         import pyhf
 
@@ -248,7 +230,7 @@ class PyhfModel:
             _, twice_nll = pyhf.infer.mle.fit(
                 self.data, self.model, init_pars=init, fixed_params=fixed, return_fitted_val=True
             )
-        return ProfileResult(parameter=self.names[index], value=options.value, twice_nll=float(twice_nll))
+        return api.ProfileResult(parameter=self.names[index], value=options.value, twice_nll=float(twice_nll))
 
 
 @contextlib.contextmanager
