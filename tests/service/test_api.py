@@ -319,3 +319,26 @@ def test_a_worker_that_dies_is_replaced(server: Server) -> None:
             client.hypotest(digest)
         assert died.value.status == 503
         assert client.hypotest(digest)["result"] == before
+
+
+# ---------------------------------------------------------------- blobs (what a fit step uploads)
+
+
+def test_blobs_are_checked_against_their_digest_and_have_their_own_size_limit(server: Server) -> None:
+    from nsbiflow.store.digest import digest_bytes
+
+    data = os.urandom(300_000)  # over this server's request limit (0.25 MiB), under its blob limit
+    digest = digest_bytes(data)
+    assert _result(server.post("/v1/blobs/missing", {"digests": [digest]}))["missing"] == [digest]
+    wrong = _result(server.http.put(f"/v1/blobs/{digest}", content=data[:-1]), 400)["detail"]
+    assert wrong.startswith(f"blob: the body does not hash to {digest}")
+    assert _result(server.http.put(f"/v1/blobs/{digest}", content=data)) == {"digest": digest, "size": len(data)}
+    assert _result(server.post("/v1/blobs/missing", {"digests": [digest]}))["missing"] == []
+    assert (server.store / "blobs" / "sha256" / digest[7:9] / digest[7:]).read_bytes() == data
+    bad = _result(server.post("/v1/blobs/missing", {"digests": ["sha256:12"]}), 422)["detail"]
+    assert bad.startswith("body.digests.0: ")
+    assert _result(server.http.put("/v1/blobs/sha256:zz", content=b"x"), 422)["detail"].startswith("path.digest")
+    too_big = _result(server.post("/v1/batch", {"model": digest, "patches": [], "pad": "x" * 300_000}), 413)
+    assert "limit of 262144 bytes" in too_big["detail"]
+    denied = httpx.put(f"{server.url}/v1/blobs/{digest}", content=data)
+    assert denied.status_code == 401

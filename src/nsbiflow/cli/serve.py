@@ -31,13 +31,15 @@ def _loopback(host: str) -> bool:
               help="largest request body")
 @click.option("--max-model-mb", default=64.0, show_default=True, type=click.FloatRange(0.01),
               help="largest model document")
+@click.option("--max-blob-mb", default=512.0, show_default=True, type=click.FloatRange(0.01),
+              help="largest uploaded blob (a ratio table of a fit step's NSBI model)")
 @click.option("--sync-wait", default=30.0, show_default=True, type=click.FloatRange(0),
               help="seconds a request waits before answering 202 with a job id")
 @click.option("--preload", multiple=True, metavar="REF", help="model reference to load at start-up (repeatable)")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def serve(store_uri: str | None, host: str, port: int, workers: int, token_file: str | None, no_auth: bool,
-          max_request_mb: float, max_model_mb: float, sync_wait: float, preload: tuple[str, ...],
+          max_request_mb: float, max_model_mb: float, max_blob_mb: float, sync_wait: float, preload: tuple[str, ...],
           log_level: str) -> None:
     """Serve fits over HTTP: models load once and stay warm; requests name them by digest or archive."""
     import uvicorn
@@ -50,6 +52,7 @@ def serve(store_uri: str | None, host: str, port: int, workers: int, token_file:
     settings = ServiceSettings(
         store=store_uri, token_file=token_file, no_auth=no_auth, workers=workers,
         max_request_bytes=int(max_request_mb * (1 << 20)), max_model_bytes=int(max_model_mb * (1 << 20)),
+        max_blob_bytes=int(max_blob_mb * (1 << 20)),
         sync_wait_s=sync_wait, preload=list(preload),
     )
     app = asgi(settings)  # a missing or short token fails here, before listening

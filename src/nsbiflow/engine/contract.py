@@ -43,8 +43,11 @@ INHERITED_VARIABLES = (
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP", "TERM",
     "PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
     "NSBIFLOW_DEVICE", "NSBIFLOW_DEBUG", "NSBIFLOW_PROGRESS",
+    "NSBIFLOW_FIT_SERVER", "NSBIFLOW_FIT_TOKEN", "NSBIFLOW_FIT_TOKEN_FILE",
 )  # fmt: skip
-"""What a local step inherits from the runner's environment (plus ``LC_*``); nothing else reaches it."""
+"""What a local step inherits from the runner's environment (plus ``LC_*``); nothing else reaches it. The fit
+service's variables reach the ``fit`` step (docs/service.md); the token's value is redacted from stored logs
+(``SECRET_NAME``) and is never part of a step key or a manifest."""
 
 SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|ACCESS_KEY|API_KEY|AUTH)", re.I)
 """Environment variable names whose values are redacted from stored logs (``AWS_SECRET_ACCESS_KEY``,

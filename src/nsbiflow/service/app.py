@@ -32,12 +32,17 @@ from nsbiflow.service.limits import BodySizeLimit
 from nsbiflow.service.pool import FitPool
 from nsbiflow.service.registry import ModelRegistry, ResolvedModel
 from nsbiflow.service.schemas import (
+    DIGEST_PATTERN,
     JOB_ID_PATTERN,
     MODEL_REF_PATTERN,
+    AnalyseAnswer,
+    AnalyseRequest,
+    AnalyseResult,
     Answer,
     BatchItem,
     BatchRequest,
     BatchResult,
+    BlobStored,
     ErrorMessage,
     FitOptions,
     FitRequest,
@@ -49,6 +54,8 @@ from nsbiflow.service.schemas import (
     JobAccepted,
     JobRequest,
     JobStatus,
+    MissingBlobs,
+    MissingBlobsRequest,
     ModelEntry,
     ModelList,
     ProfileOptions,
@@ -208,12 +215,34 @@ class Service:
 
         return work
 
+    def analyse(self, request: AnalyseRequest) -> Callable[[Job], Awaitable[BaseModel]]:
+        """The ``fit`` step's methods on one NSBI model: one task per method, in parallel."""
+
+        async def work(job: Job) -> AnalyseAnswer:
+            started = time.perf_counter()
+            job.total = len(request.tasks)
+            model = await self.resolve(request.model)
+
+            async def one(options: Any) -> AnalyseResult:
+                result = await self.pool.run(self.task(model, options))
+                job.advance()
+                assert isinstance(result, AnalyseResult)
+                return result
+
+            methods = await asyncio.gather(*(one(options) for options in request.tasks))
+            return AnalyseAnswer(model=request.model, digest=model.digest, kind=model.kind, methods=list(methods),
+                                 seconds=time.perf_counter() - started)
+
+        return work
+
     def work_of(self, kind: str, request: Any) -> Callable[[Job], Awaitable[BaseModel]]:
         """The work of any request kind (for ``/v1/jobs``)."""
         if isinstance(request, ScanRequest):
             return self.scan(request)
         if isinstance(request, BatchRequest):
             return self.batch(request)
+        if isinstance(request, AnalyseRequest):
+            return self.analyse(request)
         options: dict[type[BaseModel], type[BaseModel]] = {
             FitRequest: FitOptions, HypotestRequest: HypotestOptions, UpperLimitRequest: UpperLimitOptions
         }
@@ -224,7 +253,7 @@ class Service:
 
 REQUEST_KINDS: dict[str, type[BaseModel]] = {
     "fit": FitRequest, "hypotest": HypotestRequest, "upper-limit": UpperLimitRequest,
-    "scan": ScanRequest, "batch": BatchRequest,
+    "scan": ScanRequest, "batch": BatchRequest, "analyse": AnalyseRequest,
 }
 
 
@@ -346,6 +375,29 @@ def create_app(settings: ServiceSettings, store: ArtifactStore | None = None) ->
         """One operation on each patch of a patchset (or list of patches), in parallel over the workers."""
         return await service.answer("batch", 0, service.batch(body))
 
+    @app.post("/v1/analyse", response_model=AnalyseAnswer, dependencies=auth, responses={**ERRORS, **ACCEPTED},
+              tags=["fits"])
+    async def analyse(body: AnalyseRequest) -> Any:
+        """The `fit` step's analysis of an NSBI model, one method per worker (what `NSBIFLOW_FIT_SERVER` sends)."""
+        return await service.answer("analyse", len(body.tasks), service.analyse(body))
+
+    @app.post("/v1/blobs/missing", response_model=MissingBlobs, dependencies=auth, responses=ERRORS, tags=["blobs"])
+    async def missing_blobs(body: MissingBlobsRequest) -> MissingBlobs:
+        """Which of these blobs the store lacks (a client uploads only those)."""
+        missing = await asyncio.to_thread(lambda: [d for d in body.digests if not service.store.has_blob(d)])
+        return MissingBlobs(missing=missing)
+
+    @app.put("/v1/blobs/{digest}", response_model=BlobStored, dependencies=auth, responses=ERRORS, tags=["blobs"])
+    async def put_blob(request: Request, digest: str = Path(..., pattern=f"^{DIGEST_PATTERN}$")) -> BlobStored:
+        """Store a blob (the raw body; its sha256 must be ``digest``), e.g. a ratio table an NSBI bundle names."""
+        from nsbiflow.store.digest import digest_bytes
+
+        data = await request.body()
+        if digest_bytes(data) != digest:
+            raise ServiceError(f"blob: the body does not hash to {digest} (it hashes to {digest_bytes(data)})")
+        await asyncio.to_thread(service.store.put_bytes, data)
+        return BlobStored(digest=digest, size=len(data))
+
     @app.post("/v1/jobs", response_model=JobAccepted, status_code=202, dependencies=auth, responses=ERRORS,
               tags=["jobs"])
     async def submit_job(body: JobRequest) -> JobAccepted:
@@ -393,4 +445,5 @@ def openapi_document() -> dict[str, Any]:
 
 def asgi(settings: ServiceSettings, store: ArtifactStore | None = None) -> BodySizeLimit:
     """The application wrapped in the request-body limit: what uvicorn serves."""
-    return BodySizeLimit(create_app(settings, store), settings.max_request_bytes)
+    return BodySizeLimit(create_app(settings, store), settings.max_request_bytes,
+                         {"/v1/blobs/": settings.max_blob_bytes})

@@ -26,7 +26,7 @@ SERVER_ENV = "NSBIFLOW_FIT_SERVER"
 TOKEN_ENV = "NSBIFLOW_FIT_TOKEN"
 TOKEN_FILE_ENV = "NSBIFLOW_FIT_TOKEN_FILE"
 PATHS = {"fit": "/v1/fit", "hypotest": "/v1/hypotest", "upper-limit": "/v1/upper-limit", "scan": "/v1/scan",
-         "batch": "/v1/batch"}
+         "batch": "/v1/batch", "analyse": "/v1/analyse"}
 
 
 class FitServiceError(NsbiflowError):
@@ -59,9 +59,14 @@ class FitClient:
         self.close()
 
     # -- plumbing ----------------------------------------------------------------------------------
-    def _request(self, method: str, path: str, body: Any = None, *, follow: bool = True) -> Any:
+    def _request(self, method: str, path: str, body: Any = None, *, follow: bool = True,
+                 content: bytes | None = None) -> Any:
         try:
-            response = self._http.request(method, path, json=body)
+            if content is not None:
+                response = self._http.request(method, path, content=content,
+                                              headers={"Content-Type": "application/octet-stream"})
+            else:
+                response = self._http.request(method, path, json=body)
         except httpx.HTTPError as exc:
             raise FitServiceError(f"fit service at {self.url} unreachable: {exc}") from None
         if response.status_code >= 400:
@@ -142,6 +147,19 @@ class FitClient:
             body["patches"] = patches
         return self._request("POST", "/v1/batch", body)
 
+    def analyse(self, model: str, tasks: list[dict[str, Any]]) -> Any:
+        """The ``fit`` step's methods (``physics.model.run.MethodTask`` as dicts) on an NSBI model, in parallel."""
+        return self._request("POST", "/v1/analyse", {"model": model, "tasks": tasks})
+
+    def missing_blobs(self, digests: list[str]) -> list[str]:
+        """Which of these blobs the server's store lacks."""
+        missing: list[str] = self._request("POST", "/v1/blobs/missing", {"digests": digests})["missing"]
+        return missing
+
+    def put_blob(self, digest: str, data: bytes) -> Any:
+        """Store a blob in the server's store (the server checks that ``data`` hashes to ``digest``)."""
+        return self._request("PUT", f"/v1/blobs/{digest}", content=data)
+
     def call(self, kind: str, body: dict[str, Any]) -> Any:
         """Any request by kind (``fit``, ``hypotest``, ``upper-limit``, ``scan``, ``batch``) with its JSON body."""
         if kind not in PATHS:
@@ -171,9 +189,22 @@ def read_token(token: str | None = None, token_file: str | None = None) -> str |
     return os.environ.get(TOKEN_ENV) or None
 
 
-def client_from_env() -> FitClient | None:
-    """A client of ``$NSBIFLOW_FIT_SERVER`` when it is set (the opt-in hook for fit/limits steps), else None."""
+def client_from_env(*, require_token: bool = False) -> FitClient | None:
+    """A client of ``$NSBIFLOW_FIT_SERVER`` when it is set (the opt-in hook for fit/limits steps), else None.
+
+    ``require_token``: a server without a token is a one-line error (a step never sends its data unauthenticated
+    by mistake).
+    """
     url = os.environ.get(SERVER_ENV)
     if not url:
         return None
-    return FitClient(url, read_token())
+    token = read_token()
+    if require_token and not token:
+        raise FitServiceError(f"${SERVER_ENV} is set but no token: set ${TOKEN_ENV} or ${TOKEN_FILE_ENV}")
+    return FitClient(url, token)
+
+
+def shown_url(url: str) -> str:
+    """A server URL fit for a log line (any ``user:password@`` removed)."""
+    parsed = httpx.URL(url)
+    return str(parsed.copy_with(userinfo=b"")) if parsed.userinfo else url

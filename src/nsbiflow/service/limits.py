@@ -18,14 +18,19 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class BodySizeLimit:
-    """Refuse request bodies over ``max_bytes`` with 413."""
+    """Refuse request bodies over ``max_bytes`` (or the limit of the longest matching path prefix) with 413."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, prefixes: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.prefixes = sorted((prefixes or {}).items(), key=lambda item: -len(item[0]))
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": f"request body over the server's limit of {self.max_bytes} bytes"}).encode()
+    def limit(self, path: str) -> int:
+        """The body limit of a request path."""
+        return next((limit for prefix, limit in self.prefixes if path.startswith(prefix)), self.max_bytes)
+
+    async def _refuse(self, send: Send, limit: int) -> None:
+        body = json.dumps({"detail": f"request body over the server's limit of {limit} bytes"}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
@@ -35,14 +40,15 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit(str(scope.get("path", "")))
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = -1
-                if declared > self.max_bytes:
-                    await self._refuse(send)
+                if declared > limit:
+                    await self._refuse(send, limit)
                     return
         # Read the whole body first (FastAPI reads it whole anyway) so that an oversized chunked body is
         # refused with 413 here instead of surfacing as a body-parsing error inside the app.
@@ -54,8 +60,8 @@ class BodySizeLimit:
                 messages.append(message)
                 break
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                await self._refuse(send)
+            if seen > limit:
+                await self._refuse(send, limit)
                 return
             messages.append(message)
             if not message.get("more_body", False):

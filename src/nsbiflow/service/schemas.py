@@ -107,8 +107,30 @@ class InfoOptions(_Schema):
     op: Literal["info"] = "info"
 
 
+class AnalyseSettings(_Schema):
+    """Keyword arguments of the fit step's per-method analysis (``nsbiflow.physics.model.analysis.analyse``)."""
+
+    n_scan: int = Field(41, ge=5, le=1001)
+    scan_2d: list[str] | None = Field(None, min_length=2, max_length=2)
+    n_scan_2d: int = Field(11, ge=3, le=101)
+    with_cls: bool = True
+    with_impacts: bool = True
+
+
+class AnalyseOptions(_Schema):
+    """One method of the ``fit`` step's analysis of an NSBI model (``physics.model.run.MethodTask``)."""
+
+    op: Literal["analyse"] = "analyse"
+    method: Literal["exact", "nsbi", "histogram"]
+    analyse: AnalyseSettings = Field(default_factory=AnalyseSettings)
+    truth_config: dict[str, Any] = Field(default_factory=dict, description="exact: over the model's truth.config")
+    observable: str | None = Field(None, max_length=200, description="histogram: the binned observable")
+    hist_bins: int = Field(20, ge=1, le=1000, description="histogram: quantile bins")
+
+
 Operation = Annotated[
-    FitOptions | HypotestOptions | UpperLimitOptions | ProfileOptions | InfoOptions, Field(discriminator="op")
+    FitOptions | HypotestOptions | UpperLimitOptions | ProfileOptions | InfoOptions | AnalyseOptions,
+    Field(discriminator="op"),
 ]
 BatchOperation = Annotated[FitOptions | HypotestOptions | UpperLimitOptions, Field(discriminator="op")]
 
@@ -171,6 +193,19 @@ class BatchRequest(_Schema):
         if self.names is not None and self.patchset is None:
             raise ValueError("names selects patches of a patchset; give patchset too")
         return self
+
+
+class AnalyseRequest(_Schema):
+    """``POST /v1/analyse``: the ``fit`` step's methods on an NSBI model, one worker task per method, in parallel."""
+
+    model: ModelRef
+    tasks: list[AnalyseOptions] = Field(..., min_length=1, max_length=3)
+
+
+class MissingBlobsRequest(_Schema):
+    """``POST /v1/blobs/missing``: which of these blobs the server's store lacks."""
+
+    digests: list[Annotated[str, Field(pattern=f"^{DIGEST_PATTERN}$")]] = Field(..., max_length=100_000)
 
 
 class UploadRequest(_Schema):
@@ -238,8 +273,18 @@ class ModelDetails(_Schema):
     summary: dict[str, Any] = Field(default_factory=dict)
 
 
+class AnalyseResult(_Schema):
+    """One method's analysis: ``physics.model.run.analyse_method``'s answer as JSON text (written as the fit
+    step writes its results file, non-finite numbers included, so the step's outputs are the same)."""
+
+    op: Literal["analyse"] = "analyse"
+    method: str
+    answer: str
+
+
 Result = Annotated[
-    FitResult | HypotestResult | UpperLimitResult | ProfileResult | ModelDetails, Field(discriminator="op")
+    FitResult | HypotestResult | UpperLimitResult | ProfileResult | ModelDetails | AnalyseResult,
+    Field(discriminator="op"),
 ]
 
 
@@ -287,6 +332,29 @@ class BatchResult(_Schema):
     seconds: float
 
 
+class AnalyseAnswer(_Schema):
+    """Every requested method's analysis, in request order."""
+
+    model: str
+    digest: str
+    kind: ModelKind
+    methods: list[AnalyseResult]
+    seconds: float
+
+
+class MissingBlobs(_Schema):
+    """The requested digests the store lacks (upload them with ``PUT /v1/blobs/{digest}``)."""
+
+    missing: list[str]
+
+
+class BlobStored(_Schema):
+    """``PUT /v1/blobs/{digest}``: the blob is in the store."""
+
+    digest: str
+    size: int
+
+
 class ModelEntry(_Schema):
     """A model registered in the store."""
 
@@ -332,7 +400,7 @@ class JobAccepted(_Schema):
 class JobRequest(_Schema):
     """``POST /v1/jobs``: run any long request in the background."""
 
-    kind: Literal["fit", "hypotest", "upper-limit", "scan", "batch"]
+    kind: Literal["fit", "hypotest", "upper-limit", "scan", "batch", "analyse"]
     request: dict[str, Any] = Field(..., description="the body the synchronous endpoint takes")
 
 

@@ -25,6 +25,7 @@ class ServiceSettings(BaseModel):
     workers: int = Field(2, ge=0, le=256, description="fit worker processes (0: one thread in the server process)")
     max_request_bytes: int = Field(8 << 20, ge=1024, description="largest request body accepted (413 above)")
     max_model_bytes: int = Field(64 << 20, ge=1024, description="largest model document loaded or uploaded")
+    max_blob_bytes: int = Field(512 << 20, ge=1024, description="largest blob uploaded (PUT /v1/blobs/...)")
     max_batch: int = Field(10_000, ge=1, description="most patches or scan points in one request")
     sync_wait_s: float = Field(30.0, ge=0, description="how long a plain request waits before answering 202 + job id")
     job_ttl_s: float = Field(3600.0, gt=0, description="how long finished jobs are kept in memory")

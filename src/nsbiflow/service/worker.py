@@ -17,6 +17,7 @@ from nsbiflow.service.backends import LoadedModel, backend
 from nsbiflow.service.errors import BadModelError, ServiceError, first_line
 from nsbiflow.service.registry import read_document
 from nsbiflow.service.schemas import (
+    AnalyseOptions,
     FitOptions,
     HypotestOptions,
     InfoOptions,
@@ -39,7 +40,7 @@ class Task:
     store: str
     kind: str
     digest: str
-    operation: FitOptions | HypotestOptions | UpperLimitOptions | ProfileOptions | InfoOptions
+    operation: FitOptions | HypotestOptions | UpperLimitOptions | ProfileOptions | InfoOptions | AnalyseOptions
     patch: tuple[Any, ...] | None = None
     max_model_bytes: int = 64 << 20
 
@@ -107,6 +108,8 @@ def run(task: Task) -> Result:
             return loaded.upper_limit(operation)
         if isinstance(operation, ProfileOptions):
             return loaded.profile(operation)
+        if isinstance(operation, AnalyseOptions):
+            return loaded.analyse(operation)
         return loaded.details()
     except SpecError as exc:  # its problems do not pickle: one line instead
         raise BadModelError(f"model: {first_line(exc)}") from None

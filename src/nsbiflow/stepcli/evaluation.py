@@ -187,24 +187,55 @@ def infer(io: StageIO) -> None:
         bar.log("evaluated " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
 
 
+def _fit_service(model: Path, ratios: list[Path], events: list[Path]) -> Any:
+    """The methods' analyser of the fit service named by ``$NSBIFLOW_FIT_SERVER`` (with a token), or None.
+
+    Opt-in and import-light: without the variable nothing of the service is imported and the fit runs here.
+    """
+    import os
+
+    from nsbiflow.service.client import SERVER_ENV
+
+    if not os.environ.get(SERVER_ENV):
+        return None
+    from nsbiflow.service.client import client_from_env, shown_url
+    from nsbiflow.service.remote_fit import remote_analyser
+
+    client = client_from_env(require_token=True)
+    assert client is not None
+    print(f"fit: the methods are evaluated by the fit service at {shown_url(client.url)}", flush=True)
+    return remote_analyser(client, model, ratios, events)
+
+
 @stage("fit", outputs=("results", "workspace", "plots"), config=FitConfig)
 def fit(io: StageIO) -> None:
-    """Fit a declared statistical model: exact vs NSBI vs histogram (best fit, intervals, CLs, Z0, impacts)."""
-    from nsbiflow.errors import SpecError
+    """Fit a declared statistical model: exact vs NSBI vs histogram (best fit, intervals, CLs, Z0, impacts).
+
+    With ``$NSBIFLOW_FIT_SERVER`` and a token set, the methods are evaluated by that fit service (same
+    results; docs/service.md); without, here.
+    """
+    from nsbiflow.errors import NsbiflowError, SpecError
     from nsbiflow.physics.model.run import run_fit
 
     cfg = io.config(FitConfig)
+    ratios = io.input_list("ratios", required=False)
+    events = io.input_list("events", required=False)
     try:
         document, workspace = run_fit(
             model_path=io.input("model"),
-            ratios=io.input_list("ratios", required=False),
-            events=io.input_list("events", required=False),
+            ratios=ratios,
+            events=events,
             diagnostics=io.input_list("diagnostics", required=False),
             plots=io.output("plots"),
+            analyser=_fit_service(io.input("model"), ratios, events),
             **cfg.model_dump(),
         )
     except SpecError as error:
         raise StageError(f"fit: invalid model: {error}") from None
+    except StageError:
+        raise
+    except NsbiflowError as error:  # the fit service refused or could not be reached
+        raise StageError(f"fit: {error}") from None
     io.output("workspace").write_text(json.dumps(workspace, indent=2, sort_keys=True) + "\n")
     io.output("results").write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     table = render_table(document)

@@ -1,9 +1,16 @@
-"""The ``fit`` stage's work: read the model and the samples, run every method, build the results document."""
+"""The ``fit`` stage's work: read the model and the samples, run every method, build the results document.
+
+Each method's analysis is a ``MethodTask`` (plain JSON-able settings) evaluated by ``analyse_method`` on the
+model and its tables. ``run_fit`` evaluates them in this process unless it is given an ``analyser``: a fit
+service (``nsbiflow.service.remote_fit``) evaluates the same tasks with the same function on its warm
+workers, so the results document is the same either way.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +46,59 @@ def _support_info(model: Model, tables: dict[str, Table]) -> dict[str, Any]:
     return info
 
 
+@dataclass(frozen=True)
+class MethodTask:
+    """One method's analysis: what it needs besides the model and the tables (JSON-able)."""
+
+    method: str
+    """exact, nsbi or histogram"""
+    analyse: dict[str, Any] = field(default_factory=dict)
+    """keyword arguments of ``analyse`` (n_scan, scan_2d, n_scan_2d, with_cls, with_impacts)"""
+    truth_config: dict[str, Any] = field(default_factory=dict)
+    """exact: merged over the model's truth.config"""
+    observable: str | None = None
+    """histogram: the observable every unbinned region is binned in"""
+    hist_bins: int = 20
+    """histogram: quantile bins"""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The task as plain data (what travels to a fit service)."""
+        return asdict(self)
+
+
+Analyser = Callable[[list[MethodTask]], Mapping[str, Mapping[str, Any]]]
+"""Evaluates tasks: method -> ``analyse_method``'s answer."""
+
+
+def analyse_method(model: Model, tables: Mapping[str, Table], task: MethodTask) -> dict[str, Any]:
+    """One method's result; for the histogram method also its pyhf workspace (``None`` and why, if none)."""
+    scan_2d = task.analyse.get("scan_2d")
+    options = {**task.analyse, "scan_2d": tuple(scan_2d) if scan_2d else None}
+    samples = dict(tables)
+    workspace: dict[str, Any] | None = None
+    note = ""
+    if task.method == "exact":
+        from nsbiflow.physics.truth import truth_from_spec
+
+        if model.truth is None:
+            raise StageError("fit: the exact method needs a model with a truth (simulator)")
+        truth = truth_from_spec(model.truth.simulator, {**model.truth.config, **task.truth_config})
+        result = analyse(Likelihood(model, samples, "exact", truth), **options)
+    elif task.method == "nsbi":
+        result = analyse(Likelihood(model, samples, "nsbi"), **options)
+    elif task.method == "histogram" and task.observable is not None:
+        hist = Likelihood(binned_model(model, task.observable, task.hist_bins), samples, "nsbi")
+        result = analyse(hist, **options)
+        workspace, note = to_pyhf(hist)
+    else:
+        raise StageError(f"fit: unknown method {task.method!r} (or a histogram without an observable)")
+    return {"result": result, "workspace": workspace, "workspace_note": note}
+
+
+def _local(model: Model, tables: Mapping[str, Table]) -> Analyser:
+    return lambda tasks: {task.method: analyse_method(model, tables, task) for task in tasks}
+
+
 def run_fit(
     model_path: Path,
     ratios: Sequence[Path],
@@ -55,8 +115,12 @@ def run_fit(
     impacts: bool,
     cls: bool,
     injected: dict[str, float],
+    analyser: Analyser | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Results document and pyhf workspace; plots are written into ``plots``."""
+    """Results document and pyhf workspace; plots are written into ``plots``.
+
+    ``analyser`` evaluates the methods' tasks (default: here, one after the other).
+    """
     model = load_model(model_path)
     if not ratios and not events:
         raise StageError("fit: no samples: bind infer's ratios (and/or raw events for binned regions)")
@@ -76,30 +140,29 @@ def run_fit(
         "with_cls": cls,
         "with_impacts": impacts,
     }
-    results: dict[str, Any] = {}
     skipped: dict[str, str] = {}
-    workspace: dict[str, Any] = {}
-    workspace_note = ""
+    tasks: list[MethodTask] = []
     observable = None
     for method in methods:
         if method == "exact":
             if model.truth is None:
                 skipped["exact"] = "the model declares no truth (simulator)"
                 continue
-            from nsbiflow.physics.truth import truth_from_spec
-
-            truth = truth_from_spec(model.truth.simulator, {**model.truth.config, **truth_config})
-            results["exact"] = analyse(Likelihood(model, tables, "exact", truth), **options)
+            tasks.append(MethodTask("exact", options, truth_config=truth_config))
         elif method == "nsbi":
-            results["nsbi"] = analyse(Likelihood(model, tables, "nsbi"), **options)
+            tasks.append(MethodTask("nsbi", options))
         else:
             first = tables[next(iter(next(iter(model.regions.values())).processes.values())).sample]
             names = list(first.meta.get("observables", [])) or [c for c in first.columns if not c.startswith("logr_")]
             observable = default_observable(model, tables, names) if hist_observable == "auto" else hist_observable
-            hist = Likelihood(binned_model(model, observable, hist_bins), tables, "nsbi")
-            results["histogram"] = analyse(hist, **options)
-            spec, workspace_note = to_pyhf(hist)
-            workspace = spec or {}
+            tasks.append(MethodTask("histogram", options, observable=observable, hist_bins=hist_bins))
+    answers = (analyser or _local(model, tables))(tasks)
+    results: dict[str, Any] = {task.method: answers[task.method]["result"] for task in tasks}
+    workspace: dict[str, Any] = {}
+    workspace_note = ""
+    if "histogram" in answers:
+        workspace = dict(answers["histogram"]["workspace"] or {})
+        workspace_note = str(answers["histogram"]["workspace_note"])
     poi = model.pois()[0]
     truth_meta: dict[str, Any] = {}
     for region in model.regions.values():

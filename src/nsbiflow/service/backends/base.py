@@ -11,6 +11,8 @@ from typing import Any, Protocol
 
 from nsbiflow.service.errors import ServiceError, first_line
 from nsbiflow.service.schemas import (
+    AnalyseOptions,
+    AnalyseResult,
     FitOptions,
     FitResult,
     HypotestOptions,
@@ -64,6 +66,9 @@ class LoadedModel(Protocol):
 
     def profile(self, options: ProfileOptions) -> ProfileResult:
         """Profiled ``-2 ln L`` at one parameter value."""
+
+    def analyse(self, options: AnalyseOptions) -> AnalyseResult:
+        """One method of the ``fit`` step's analysis (NSBI models)."""
 
 
 class FitBackend(Protocol):

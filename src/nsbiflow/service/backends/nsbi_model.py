@@ -14,6 +14,7 @@ background-only Asimov q~ (Cowan et al. 2011, as pyhf computes it).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import tempfile
 from collections.abc import Iterator
@@ -234,6 +235,17 @@ class NsbiModel:
         with _physics_errors("profile"):
             minimum = minimise(self.like, {name: options.value}, self.best().x)
         return api.ProfileResult(parameter=name, value=options.value, twice_nll=float(minimum.twice_nll))
+
+
+    def analyse(self, options: api.AnalyseOptions) -> api.AnalyseResult:
+        """One method of the ``fit`` step's analysis, computed by the function the step itself uses."""
+        from nsbiflow.physics.model.run import MethodTask, analyse_method
+
+        task = MethodTask(options.method, options.analyse.model_dump(), options.truth_config, options.observable,
+                          options.hist_bins)
+        with _physics_errors(f"analyse {options.method}"):
+            answer = analyse_method(self.model, self.tables, task)
+        return api.AnalyseResult(method=options.method, answer=json.dumps(answer))
 
 
 class NsbiBackend:

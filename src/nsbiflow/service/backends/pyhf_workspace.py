@@ -233,6 +233,11 @@ class PyhfModel:
         return api.ProfileResult(parameter=self.names[index], value=options.value, twice_nll=float(twice_nll))
 
 
+    def analyse(self, options: api.AnalyseOptions) -> api.AnalyseResult:
+        """The ``fit`` step's analysis is of NSBI models (kind: Model), not of pyhf workspaces."""
+        raise ServiceError("analyse: the fit step's analysis needs an NSBI model bundle, not a pyhf workspace")
+
+
 @contextlib.contextmanager
 def _fit_errors() -> Iterator[None]:
     """A failed minimisation becomes one line naming the cause."""
