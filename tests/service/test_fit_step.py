@@ -18,8 +18,8 @@ from tests.conftest import run_cli
 
 from ..physics.model.conftest import TOY_MODEL
 from ..physics.model.test_reinterpret_model import MODEL, WORKFLOW
-from .conftest import TOKEN
 from . import test_nsbi
+from .conftest import TOKEN
 
 pytestmark = pytest.mark.slow
 
