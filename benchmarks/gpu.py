@@ -20,6 +20,7 @@ Parts (each bounded in time; a part past its budget is cut short and marked ``tr
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import sys
@@ -104,7 +105,7 @@ def batched(
     from nsbiflow.physics.mlp import BatchedMLP, MLPConfig
 
     model = BatchedMLP(MLPConfig(n_inputs=5, hidden=hidden), members).to(x.device)
-    forward: Callable[[torch.Tensor], torch.Tensor] = torch.compile(model) if compiled else model  # type: ignore[assignment]
+    forward: Callable[[torch.Tensor], torch.Tensor] = torch.compile(model) if compiled else model
     cuda = x.device.type == "cuda"
     opt = torch.optim.Adam(model.parameters(), lr=2e-3, fused=cuda or None, foreach=None if cuda else True)
     batch = min(batch, len(x))
@@ -168,7 +169,7 @@ def part_small(dev: torch.device) -> dict[str, Any]:
         if compiled and not COMPILE:
             continue
         try:
-            seconds, seen = timed_events(lambda b=batch, c=compiled: batched(x, y, hidden, members, epochs, b, c),
+            seconds, seen = timed_events(functools.partial(batched, x, y, hidden, members, epochs, batch, compiled),
                                          dev, repeats=1 if compiled else 2)  # fmt: skip
         except Exception as exc:
             results[name] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
@@ -196,7 +197,7 @@ def part_wide(dev: torch.device, bf16_rate: float) -> dict[str, Any]:
         if compiled and not COMPILE:
             continue
         try:
-            seconds, seen = timed_events(lambda c=compiled: batched(x, y, hidden, members, 1, batch, c), dev,
+            seconds, seen = timed_events(functools.partial(batched, x, y, hidden, members, 1, batch, compiled), dev,
                                          repeats=1 if compiled else 2)  # fmt: skip
         except Exception as exc:
             out[name] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
