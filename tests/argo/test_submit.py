@@ -225,8 +225,9 @@ def _progress_from_a_pod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
     return capsys.readouterr().out.splitlines()
 
 
-def test_pod_progress_reaches_watch(fake_argo: tuple[str, FakeArgo], tmp_path: Path,
-                                    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_pod_progress_reaches_watch(
+    fake_argo: tuple[str, FakeArgo], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A stage program's progress in a pod -> prefixed lines in the pod log -> `nsbiflow watch` (plain) shows it."""
     lines = _progress_from_a_pod(tmp_path, monkeypatch, capsys)
     records = [parse_log_line(line) for line in lines]
@@ -282,7 +283,8 @@ def test_recorded_log_text_parses_and_draws_bars() -> None:
     state = WorkflowState(name="wf", namespace=NAMESPACE, phase="Running", nodes=[
         NodeState(name="train(0)", template="train", phase="Running", pod="wf-train-1"),
         NodeState(name="infer", template="infer", phase="Running", pod="wf-infer-2"),
-        NodeState(name="generate", template="generate", phase="Succeeded", cached=True, pod="wf-generate-3")])  # fmt: skip
+        NodeState(name="generate", template="generate", phase="Succeeded", cached=True,
+                  pod="wf-generate-3")])  # fmt: skip
     console = Console(file=io.StringIO(), record=True, width=140, force_terminal=True, color_system=None)
     display = RichWatch(progress, console=console)
     display.state = state

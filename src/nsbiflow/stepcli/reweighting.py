@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from nsbiflow.physics.errors import StageError
 from nsbiflow.physics.reweight.config import BDTConfig, ClosureTolerances, DeepSetsConfig, EnsembleConfig, ToyParameters
 from nsbiflow.stepcli.contract import StageIO, configure_threads, stage
-from nsbiflow.stepcli.generate import _rng
+from nsbiflow.stepcli.generate import sample_rng
 from nsbiflow.stepcli.progress import Progress
 
 WEIGHTS_KEY = "reweighting"
@@ -132,7 +132,7 @@ def generate_objects(io: StageIO) -> None:
         "objects_toy": toy.model_dump(),
     }
     for name, n, stream in (("events", cfg.n_events, 0), ("holdout", cfg.n_holdout, 1)):
-        ev = toy.sample(cfg.configuration, n, _rng(cfg.seed, f"objects-{cfg.configuration}", stream))
+        ev = toy.sample(cfg.configuration, n, sample_rng(cfg.seed, f"objects-{cfg.configuration}", stream))
         ev.events.meta = {**meta, "split": name}
         write_object_events(ev, io.output(name))
 
@@ -146,7 +146,7 @@ def load_objects(io: StageIO) -> None:
     cfg = io.config(LoadObjectsConfig)
     source = io.input("source")
     ev = load(source, cfg.collection, cfg.fields, cfg.observables, cfg.tree or None, cfg.weight_column or None)
-    order = _rng(cfg.seed, cfg.process, 2).permutation(len(ev))
+    order = sample_rng(cfg.seed, cfg.process, 2).permutation(len(ev))
     n_hold = round(cfg.holdout_fraction * len(ev))
     meta = {"process": cfg.process, "seed": cfg.seed, "generator": "external", "source": Path(source).name}
     for name, idx in (("events", order[n_hold:]), ("holdout", order[:n_hold])):
