@@ -101,6 +101,7 @@ class LogFollower:
 
     def read_once(self, *, follow: bool) -> None:
         """One pass over the logs (skipping lines seen); errors are kept in ``error``, never raised."""
+
         def lines() -> Iterator[tuple[str, str]]:
             for pair in self.client.logs(self.name, follow=follow):
                 yield pair
