@@ -180,6 +180,7 @@ def measure(requested: Path | None, sets: list[str], patch_param: str | None, jo
         "floor_serial_seconds": round(floor["serial"], 3),
         "reinterpret_over_floor": round(reinterpret_seconds / max(floor["floor"], 1e-9), 3),
         "within_20_percent_of_floor": reinterpret_seconds <= 1.2 * floor["floor"],
+        "load_average_1min": os.getloadavg()[0],  # a loaded machine's times are contention, not the code
         "host": platform.node(),
         "python": platform.python_version(),
     }
