@@ -80,12 +80,12 @@ def active_run(toy: ScanToy, cfg: ActiveConfig, truth: np.ndarray, fine: np.ndar
 
 
 def grid_run(toy: ScanToy, cfg: ActiveConfig, truth: np.ndarray, fine: np.ndarray, sizes: list[int]) -> list[Any]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n in sizes:
         values = np.array(
             [
-                [analyse(toy, float(m), float(mu)) for m in np.linspace(*cfg.mass_range, n)]
-                for mu in np.linspace(*cfg.mu_range, n)
+                [analyse(toy, float(m), float(mu)) for m in np.linspace(cfg.mass_range[0], cfg.mass_range[1], n)]
+                for mu in np.linspace(cfg.mu_range[0], cfg.mu_range[1], n)
             ]
         )
         rows.append(
@@ -153,12 +153,12 @@ def main() -> None:
         "seconds": round(time.perf_counter() - started, 1),
     }
     if grid_count and all(reached):
-        summary["ratio_median"] = grid_count / statistics.median(reached)  # type: ignore[type-var]
-        summary["ratio_worst"] = grid_count / max(reached)  # type: ignore[type-var]
+        summary["ratio_median"] = grid_count / statistics.median(reached)
+        summary["ratio_worst"] = grid_count / max(reached)
         summary["target_5x_met"] = summary["ratio_worst"] >= 5
     if strict_grid and all(strict):
-        summary["strict_ratio_median"] = strict_grid / statistics.median(strict)  # type: ignore[type-var]
-        summary["strict_ratio_worst"] = strict_grid / max(strict)  # type: ignore[type-var]
+        summary["strict_ratio_median"] = strict_grid / statistics.median(strict)
+        summary["strict_ratio_worst"] = strict_grid / max(strict)
     print(f"grid needs {grid_count} points; active scan {reached} (stopping rule at {summary['stopping_rule_points']})")
     print(f"ratio median {summary.get('ratio_median')}, worst {summary.get('ratio_worst')}")
     print(f"at {STRICT:.1%}: grid {strict_grid}, active {strict}, ratio median {summary.get('strict_ratio_median')}")
@@ -169,8 +169,8 @@ def main() -> None:
         first = actives[0]
         within = next(g for g in grid if g["error"] <= TOLERANCE)
         grid_plot = {
-            "mass": np.linspace(*base.mass_range, within["n"]).tolist(),
-            "mu": np.linspace(*base.mu_range, within["n"]).tolist(),
+            "mass": np.linspace(base.mass_range[0], base.mass_range[1], within["n"]).tolist(),
+            "mu": np.linspace(base.mu_range[0], base.mu_range[1], within["n"]).tolist(),
             "z": transform(within["values"].ravel()).reshape(within["values"].shape),
             "points": within["points"],
         }

@@ -70,6 +70,23 @@ def training_rows(r: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def paired_rows(r: dict[str, Any]) -> list[list[str]]:
+    """Figure 1, 4x1000: the trainer's batched and per-member paths interleaved, each against the matmul rate
+    measured next to it (``benchmarks/training.py``; ``--paired-only`` writes this part alone)."""
+    p = r.get("paired_4x1000", r)
+    m = p["median"]
+    load = r.get("machine", {}).get("load_average_1min", 0.0)
+    return [[
+        f"1 training, 4x1000, K={p['members']}, paired",
+        f"batched {m['batched_seconds']:.1f} s, per-member loop {m['loop_seconds']:.1f} s "
+        f"(median of {len(p['rounds'])} interleaved rounds; load {load:.0f})",
+        f"batched {m['batched_fraction_of_matmul']:.0%} of matmul, loop {m['loop_fraction_of_matmul']:.0%}; "
+        f"batched {m['batched_over_loop']:.2f}x loop",
+        "CPU: >= 80% of matmul",
+        _met(m["batched_fraction_of_matmul"] >= 0.8),
+    ]]  # fmt: skip
+
+
 def _growth(g: dict[str, Any]) -> str:
     if not g:
         return ""
@@ -198,6 +215,9 @@ def reinterpret_rows(r: dict[str, Any]) -> list[list[str]]:
             "within 20% of the floor",
             _met(r["within_20_percent_of_floor"]),
         ])  # fmt: skip
+    if isinstance(r.get("offshell"), dict):
+        rows += [[row[0].replace("5 reinterpretation", "5 reinterpretation (off-shell)"), *row[1:]]
+                 for row in reinterpret_rows(r["offshell"])]  # fmt: skip
     return rows
 
 
@@ -229,7 +249,11 @@ def scale_rows(r: dict[str, Any]) -> list[list[str]]:
 
 
 def gpu_rows(r: dict[str, Any]) -> list[list[str]]:
-    """Figure 7 (written by ``benchmarks/gpu.py`` on a GPU machine)."""
+    """Figure 7 (written by ``benchmarks/gpu.py`` on a GPU machine; without one it records just that)."""
+    if not r.get("gpu_available", True):
+        return [["7 GPU", f"no GPU available (checked {r.get('measured', '?')}); the script is ready: "
+                 f"`{r.get('command', 'python benchmarks/gpu.py')}` (<= 8 min on one GPU) writes the figures",
+                 "", "10x loop; 40% of bf16 matmul; < 16 GB", "not measured: no GPU available"]]  # fmt: skip
     s = r["summary"]
     return [
         [
@@ -246,6 +270,7 @@ def gpu_rows(r: dict[str, Any]) -> list[list[str]]:
 
 ROWS = {
     "training": training_rows,
+    "training_paired": paired_rows,
     "inference": inference_rows,
     "inference_memory": inference_memory_rows,
     "model_fit": model_fit_rows,

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # small networks and trees: no gain from threads on 2 cores
 
@@ -69,7 +69,8 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     n = 3000 if q else 30000
     toy = ObjectToy()
-    a, b, a_hold, b_hold = (toy.sample(c, n, np.random.default_rng([7, i])) for i, c in enumerate("abab"))
+    kinds: tuple[Literal["a", "b"], ...] = ("a", "b", "a", "b")
+    a, b, a_hold, b_hold = (toy.sample(c, n, np.random.default_rng([7, i])) for i, c in enumerate(kinds))
     for ev, name in zip((a, b, a_hold, b_hold), ("mc_a", "mc_b", "mc_a", "mc_b"), strict=True):
         ev.events.meta = {"process": name}
     exact = toy.exact_log_weight(a_hold)
@@ -102,7 +103,7 @@ def main() -> None:
                 varied.events.weights = a_hold.weights * np.exp(log_w)
                 write_object_events(varied, Path(tmp) / "reweighted.parquet")
                 write_object_events(b_hold, Path(tmp) / "generated.parquet")
-                sizes = {
+                sizes: dict[str, float] = {
                     "weight_column_bytes": weights_file.stat().st_size,
                     "reweighted_sample_bytes": (Path(tmp) / "reweighted.parquet").stat().st_size,
                     "generated_varied_sample_bytes": (Path(tmp) / "generated.parquet").stat().st_size,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +46,21 @@ def run_cli(
         [str(BIN / "nsbiflow"), *map(str, args)], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def kill_run_when(workflow: Path, store: Path, ready: Callable[[Path], bool], *, poll: float = 0.05,
+                  timeout: float = 60) -> None:  # fmt: skip
+    """Start ``nsbiflow run WORKFLOW --store STORE --jobs 2``, wait until ``ready(store)`` (or ``timeout``), then
+    SIGKILL its whole process group (runner and steps, as a crash or an OOM kill would) and reap it."""
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.Popen([str(BIN / "nsbiflow"), "run", str(workflow), "--store", str(store), "--jobs", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not ready(store):
+        time.sleep(poll)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 @pytest.fixture

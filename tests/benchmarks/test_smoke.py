@@ -26,7 +26,8 @@ def test_benchmark_runs_at_toy_size(name: str, tmp_path: Path) -> None:
         env={**os.environ, "NSBIFLOW_BENCH_QUICK": "1", "NSBIFLOW_BENCH_RESULTS": str(tmp_path)},
         capture_output=True,
         text=True,
-        timeout=300 if name == "scale" else 120,  # scale starts the CLI per width: slow on a loaded machine
+        # scale starts the CLI per width, training measures matmul between methods: slow on a loaded machine
+        timeout=300 if name in ("scale", "training") else 120,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

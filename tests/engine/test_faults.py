@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import yaml
 
 from nsbiflow.store import open_store
-from tests.conftest import BIN, run_cli
+from tests.conftest import kill_run_when, run_cli
 
 
 def faulty_workflow(demo_workflow: Path, *, sleep: float = 0.0, fail_chunk: int = -1, retries: int = 0) -> Path:
@@ -61,23 +57,14 @@ def test_failing_step_stops_dependents_and_keeps_the_rest(demo_workflow: Path, t
 def test_sigkill_mid_run_then_resume(demo_workflow: Path, tmp_path: Path) -> None:
     workflow = faulty_workflow(demo_workflow, sleep=1.5)
     store = tmp_path / "store"
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    proc = subprocess.Popen(
-        [str(BIN / "nsbiflow"), "run", str(workflow), "--store", str(store), "--jobs", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # wait until the first square steps are running
+
+    def running(store: Path) -> bool:  # the first square steps are running
         if len(list((store / "cache").glob("*.json"))) >= 1 and any(store.glob("runs/*/manifest.json")):
             manifest = json.loads(next(store.glob("runs/*/manifest.json")).read_text())
-            if any(s["status"] == "running" for s in manifest["steps"].values()):
-                break
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+            return any(s["status"] == "running" for s in manifest["steps"].values())
+        return False
+
+    kill_run_when(workflow, store, running)
     # the killed run could not record its end: it is listed as interrupted, not as still running
     listed = [json.loads(line) for line in run_cli("runs", "--store", store, "--json").stdout.splitlines()]
     assert [r["status"] for r in listed] == ["interrupted"]

@@ -4,17 +4,13 @@ every iteration cached (a second run is all cache hits), resume after SIGKILL of
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 from nsbiflow.backends.local.executor import LocalExecutor
 from nsbiflow.engine.plan import load_plan
 from nsbiflow.store import open_store
-from tests.conftest import BIN, run_cli
+from tests.conftest import kill_run_when, run_cli
 from tests.engine.loop_workflows import loop_workflow
 
 
@@ -72,21 +68,8 @@ def test_second_run_is_all_cached_and_every_iteration_step_is_a_cache_hit(tmp_pa
 def test_resume_after_sigkill_mid_iteration(tmp_path: Path) -> None:
     path = loop_workflow(tmp_path, target=3, sleep=0.6)
     store = tmp_path / "store"
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    proc = subprocess.Popen(
-        [str(BIN / "nsbiflow"), "run", str(path), "--store", str(store), "--jobs", "2"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # iteration 0 done (3 entries), iteration 1 under way
-        if len(list((store / "cache").glob("*.json"))) >= 4:
-            break
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    # iteration 0 done (3 entries), iteration 1 under way
+    kill_run_when(path, store, lambda store: len(list((store / "cache").glob("*.json"))) >= 4, poll=0.02)
     entries = len(list((store / "cache").glob("*.json")))
     assert 4 <= entries < 9, entries  # mid-loop: the loop itself (and iteration 2) not finished
     resumed = run_cli("run", path, "--store", store, "--json")

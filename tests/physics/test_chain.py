@@ -26,6 +26,13 @@ def test_results_follow_the_output_contract(chain: Chain) -> None:
     assert support["observed_in_support"] + support["observed_outside_support"] > 900
     assert set(doc["closure"]) == {"signal", "background", "background_up", "background_down"}
     assert (chain.root / "plots" / "scan_mu.png").stat().st_size > 10_000
+    from PIL import Image
+
+    injected = doc["injected"]["mu"]
+    for plot in ("scan_mu", "pulls_exact", "pulls_nsbi", "correlations_histogram"):
+        with Image.open(chain.root / "plots" / f"{plot}.png") as image:  # titled with the hypothesis it shows
+            title = image.text["Title"]  # type: ignore[attr-defined]
+        assert title.startswith(f"{doc['model']}: data 'observed', POI mu (injected mu={injected:g}"), title
     for method in ("exact", "nsbi", "histogram"):
         assert (chain.root / "plots" / f"pulls_{method}.png").exists()
         full = doc["methods"][method]

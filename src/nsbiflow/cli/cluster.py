@@ -117,14 +117,14 @@ def logs_command(name: str, server: str | None, namespace: str | None, insecure:
         click.echo(f"{pod}: {line}")
 
 
-def _watch(client: Any, name: str, *, interval: float, timeout: float | None) -> None:
-    def show(state: Any, changed: list[Any]) -> None:
-        for node in changed:
-            cached = " (cached)" if node.cached else ""
-            click.echo(f"{node.name}: {node.phase}{cached}")
+def _watch(client: Any, name: str, *, interval: float, timeout: float | None, plain: bool = False) -> None:
+    """Follow the workflow: node phases, and the steps' progress read from their pod logs (bars on a terminal,
+    lines otherwise)."""
+    from nsbiflow.backends.argo.progress import PlainWatch, PodProgress, RichWatch, WatchDisplay, watch_with_progress
 
-    state = client.watch(name, interval=interval, timeout=timeout, on_change=show)
-    click.echo(f"{state.name}: {state.phase}" + (f": {state.message}" if state.message else ""))
+    progress = PodProgress()
+    display: WatchDisplay = RichWatch(progress) if sys.stdout.isatty() and not plain else PlainWatch(progress)
+    state = watch_with_progress(client, name, interval=interval, timeout=timeout, display=display, progress=progress)
     if not state.finished_ok:
         sys.exit(1)
 
@@ -134,10 +134,12 @@ def _watch(client: Any, name: str, *, interval: float, timeout: float | None) ->
 @_server_options
 @click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="poll period (s)")
 @click.option("--timeout", type=click.FloatRange(min=0), help="give up after this many seconds")
+@click.option("--plain", is_flag=True, help="a line per change even on a terminal (no live bars)")
 def watch_command(name: str, server: str | None, namespace: str | None, insecure: bool, interval: float,
-                  timeout: float | None) -> None:  # fmt: skip
-    """Follow a submitted workflow until it finishes; exit 0 if it succeeded, 1 otherwise."""
-    _watch(_client(server, namespace, insecure), name, interval=interval, timeout=timeout)
+                  timeout: float | None, plain: bool) -> None:  # fmt: skip
+    """Follow a submitted workflow until it finishes, with each step's progress from its pod log (a bar per
+    running step on a terminal); exit 0 if it succeeded, 1 otherwise."""
+    _watch(_client(server, namespace, insecure), name, interval=interval, timeout=timeout, plain=plain)
 
 
 @cli.command("pod-step", hidden=True, context_settings={"ignore_unknown_options": True,

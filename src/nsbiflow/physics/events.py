@@ -56,7 +56,7 @@ def validate_array(x: NDArray[Any], names: Sequence[str], source: str) -> None:
         raise StageError(f"{source}: column '{names[j]}' has {kind} values; clean or drop these events")
 
 
-def _table(events: Events) -> pa.Table:
+def events_table(events: Events) -> pa.Table:
     cols = {name: pa.array(events.x[:, j].astype(np.float64)) for j, name in enumerate(events.observables)}
     cols[WEIGHT] = pa.array(events.weights.astype(np.float64))
     meta = {**events.meta, "observables": list(events.observables)}
@@ -67,7 +67,7 @@ def _table(events: Events) -> pa.Table:
 def write_events(events: Events, path: str | Path, row_group_size: int = 65536) -> None:
     """Write ``events`` as Parquet, deterministically (same content, same bytes)."""
     pq.write_table(
-        _table(events),
+        events_table(events),
         str(path),
         row_group_size=row_group_size,
         compression="zstd",
@@ -144,6 +144,17 @@ def count_events(path: str | Path) -> int:
     return int(_open_parquet(Path(path)).metadata.num_rows)
 
 
+def root_tree(root: Any, tree: str | None, label: str) -> tuple[str, Any]:
+    """``(name, tree)`` of the TTree/RNTuple named ``tree`` in an open uproot file (the only one when ``tree`` is
+    None); a one-line ``StageError`` naming what the file has otherwise."""
+    trees = sorted({k.split(";")[0] for k, cls in root.classnames().items() if cls in _TREE_CLASSES})
+    name = tree or (trees[0] if len(trees) == 1 else None)
+    if name is None or name not in trees:
+        hint = f"has: {', '.join(trees) or 'no TTree or RNTuple'}"
+        raise StageError(f"{label}: TTree {tree!r} not found ({hint}); set the 'tree' parameter")
+    return name, root[name]
+
+
 def load_external(
     path: str | Path, observables: Sequence[str], tree: str | None = None, weight_column: str | None = None
 ) -> Events:
@@ -163,12 +174,7 @@ def load_external(
 
         try:
             with uproot.open(str(path)) as root:
-                trees = sorted({k.split(";")[0] for k, cls in root.classnames().items() if cls in _TREE_CLASSES})
-                name = tree or (trees[0] if len(trees) == 1 else None)
-                if name is None or name not in trees:
-                    hint = f"has: {', '.join(trees) or 'no TTree or RNTuple'}"
-                    raise StageError(f"{path.name}: TTree {tree!r} not found ({hint}); set the 'tree' parameter")
-                ttree = root[name]
+                name, ttree = root_tree(root, tree, path.name)
                 _check_columns(list(ttree.keys()), wanted, f"{path.name}:{name}")
                 arrays = ttree.arrays(wanted, library="np")
                 columns = {k: np.asarray(arrays[k]) for k in wanted}

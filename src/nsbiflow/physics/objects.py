@@ -31,15 +31,15 @@ from numpy.typing import NDArray
 from nsbiflow.physics.errors import StageError
 from nsbiflow.physics.events import (
     Events,
-    _table,
+    events_table,
     load_external,
     read_events,
     read_metadata,
+    root_tree,
     validate_array,
 )
 
 OBJECTS_KEY = "objects"
-_TREE_CLASSES = ("TTree", "ROOT::RNTuple")
 
 
 @dataclass
@@ -130,7 +130,7 @@ def _list_array(counts: NDArray[np.int64], values: NDArray[np.float64]) -> pa.Ar
 def write_object_events(ev: ObjectEvents, path: str | Path, row_group_size: int = 65536) -> None:
     """Write event-level columns, ``weight`` and one list column per object field (deterministic bytes)."""
     meta = {**ev.events.meta, OBJECTS_KEY: {"collection": ev.collection, "fields": ev.field_names}}
-    table = _table(Events(ev.events.x, ev.events.weights, ev.events.observables, meta))
+    table = events_table(Events(ev.events.x, ev.events.weights, ev.events.observables, meta))
     for name, values in ev.fields.items():
         table = table.append_column(ev.column(name), _list_array(ev.counts, values))
     pq.write_table(
@@ -266,12 +266,7 @@ def _root_objects(
     except Exception as exc:
         raise StageError(f"{path.name}: not a readable ROOT file ({exc})") from None
     with handle as root:
-        trees = sorted({k.split(";")[0] for k, cls in root.classnames().items() if cls in _TREE_CLASSES})
-        name = tree or (trees[0] if len(trees) == 1 else None)
-        if name is None or name not in trees:
-            hint = f"has: {', '.join(trees) or 'no TTree or RNTuple'}"
-            raise StageError(f"{path.name}: TTree {tree!r} not found ({hint}); set the 'tree' parameter")
-        ttree = root[name]
+        name, ttree = root_tree(root, tree, path.name)
         have = set(ttree.keys())
         # NanoAOD names a collection's branches Jet_pt; uproot writes a record of lists as jet.pt
         dotted = [f"{b[: -len(f) - 1]}.{f}" for b, f in zip(branches, fields, strict=True)]

@@ -73,7 +73,8 @@ class LoadConfig(BaseModel):
     seed: int = 0
 
 
-def _rng(seed: int, process: str, stream: int) -> Any:
+def sample_rng(seed: int, process: str, stream: int) -> Any:
+    """The random generator of one (seed, process, purpose) stream (the stage programs' one source of them)."""
     import numpy as np
 
     # an independent stream per (process, purpose): changing one sample never changes another's bytes
@@ -110,7 +111,7 @@ def generate(io: StageIO) -> None:
         meta["toy"].pop("signal_mean")  # it varies per event: the column of that name holds it
         meta["parameters"] = {"signal_mean": [low, high]}
     for name, n, stream in (("events", cfg.n_events, 0), ("holdout", cfg.n_holdout, 1)):
-        rng = _rng(cfg.seed, cfg.process, stream)
+        rng = sample_rng(cfg.seed, cfg.process, stream)
         split = {**meta, "split": name}
         if cfg.signal_mean_range:
             x, means = model.sample_signal_family(n, rng, low, high)
@@ -130,7 +131,7 @@ def generate_data(io: StageIO) -> None:
 
     cfg = io.config(DataConfig)
     model = ToyModel(signal_mean=cfg.signal_mean, signal_width=cfg.signal_width)
-    rng = _rng(cfg.seed, "observed", 0)
+    rng = sample_rng(cfg.seed, "observed", 0)
     ns = int(rng.poisson(cfg.mu * cfg.nu_s)) if cfg.poisson else round(cfg.mu * cfg.nu_s)
     nb = int(rng.poisson(cfg.nu_b)) if cfg.poisson else round(cfg.nu_b)
     x = model.sample_mixture(ns, nb, rng, alpha=cfg.alpha)
@@ -153,7 +154,7 @@ def load_events(io: StageIO) -> None:
     cfg = io.config(LoadConfig)
     source = io.input("source")
     ev = load_external(source, cfg.observables, tree=cfg.tree or None, weight_column=cfg.weight_column or None)
-    order = _rng(cfg.seed, cfg.process, 2).permutation(len(ev))
+    order = sample_rng(cfg.seed, cfg.process, 2).permutation(len(ev))
     n_hold = round(cfg.holdout_fraction * len(ev))
     meta = {"process": cfg.process, "seed": cfg.seed, "generator": "external", "source": Path(source).name}
     for name, idx in (("events", order[n_hold:]), ("holdout", order[:n_hold])):

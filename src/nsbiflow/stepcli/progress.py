@@ -2,8 +2,9 @@
 
 When the runner sets ``NSBIFLOW_PROGRESS`` (a file path), every update is also appended to that file as one JSON
 object per line, ``{"done": 3, "total": 8, "unit": "members", "message": "...", "label": "..."}``, at most a few
-per second (the last one always). The local runner reads the file to draw a bar per running step; any other
-program may write the same lines (the format is the contract, see docs/workflows.md).
+per second (the last one always). The local runner reads the file to draw a bar per running step; on Argo the pod
+wrapper relays the lines to the pod log, where ``nsbiflow watch`` reads them (``nsbiflow.engine.progress``). Any
+other program may write the same lines (the format is the contract, see docs/workflows.md).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import time
 from types import TracebackType
 from typing import IO, Any
 
-PROGRESS_ENV = "NSBIFLOW_PROGRESS"
-"""The environment variable naming the file a step appends its progress lines to."""
+from nsbiflow.engine.progress import PROGRESS_ENV
+
+__all__ = ["PROGRESS_ENV", "Progress", "progress_line"]
 
 
 def progress_line(done: float, total: float | None, unit: str = "", message: str = "", label: str = "") -> str:

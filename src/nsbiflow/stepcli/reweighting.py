@@ -4,16 +4,17 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from nsbiflow.physics.errors import StageError
-from nsbiflow.physics.reweight.config import ClosureTolerances, DeepSetsConfig, ToyParameters
+from nsbiflow.physics.reweight.config import BDTConfig, ClosureTolerances, DeepSetsConfig, EnsembleConfig, ToyParameters
 from nsbiflow.stepcli.contract import StageIO, configure_threads, stage
-from nsbiflow.stepcli.generate import _rng
+from nsbiflow.stepcli.generate import sample_rng
 from nsbiflow.stepcli.progress import Progress
 
 WEIGHTS_KEY = "reweighting"
@@ -45,9 +46,8 @@ class LoadObjectsConfig(BaseModel):
     seed: int = Field(0, description="seeds the holdout split")
 
 
-class TrainReweighterConfig(DeepSetsConfig):
-    """Parameters of ``train-reweighter``: the ensemble and Deep-Sets settings (``DeepSetsConfig``), the BDT's
-    (``bdt.BDTConfig``, prefixed ``bdt_``), and what to read."""
+class _TrainReweighterFields(DeepSetsConfig):
+    """What ``train-reweighter`` reads besides the models' settings."""
 
     method: Literal["deepsets", "bdt"] = Field("deepsets", description="Deep Sets on the objects, or a BDT")
     label: str = Field("", description="reweighter name; default: <source>_to_<target>")
@@ -60,12 +60,28 @@ class TrainReweighterConfig(DeepSetsConfig):
     normalisation: Literal["yield", "shape"] = Field(
         "yield", description="calibrate sum(w) over the source to the target's yield, or to the source's (shape only)"
     )
-    bdt_max_iter: int = Field(300, gt=0, description="bdt: boosting iterations at most")
-    bdt_learning_rate: float = Field(0.1, gt=0, description="bdt: shrinkage")
-    bdt_max_leaf_nodes: int = Field(31, ge=2, description="bdt: leaves per tree")
-    bdt_min_samples_leaf: int = Field(50, gt=0, description="bdt: events per leaf at least")
-    bdt_l2_regularization: float = Field(0.0, ge=0, description="bdt: L2 regularisation of the leaf values")
-    bdt_n_iter_no_change: int = Field(30, gt=0, description="bdt: early-stopping patience (iterations)")
+
+
+def _prefixed(model: type[BaseModel], prefix: str) -> dict[str, Any]:
+    """The fields ``model`` declares beyond the ensemble's, renamed ``<prefix>_<name>`` (types, defaults, bounds
+    and descriptions taken from ``model``: it stays the one owner of them)."""
+    fields: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        if name in EnsembleConfig.model_fields:
+            continue
+        renamed = copy.copy(info)
+        renamed.description = f"{prefix}: {info.description or name}"
+        fields[f"{prefix}_{name}"] = (info.annotation, renamed)
+    return fields
+
+
+TrainReweighterConfig = create_model(
+    "TrainReweighterConfig",
+    __base__=_TrainReweighterFields,
+    __doc__="Parameters of ``train-reweighter``: the ensemble and Deep-Sets settings (``DeepSetsConfig``), the "
+    "BDT's (``BDTConfig``, prefixed ``bdt_``), and what to read.",
+    **_prefixed(BDTConfig, "bdt"),
+)
 
 
 class ApplyReweighterConfig(BaseModel):
@@ -116,7 +132,7 @@ def generate_objects(io: StageIO) -> None:
         "objects_toy": toy.model_dump(),
     }
     for name, n, stream in (("events", cfg.n_events, 0), ("holdout", cfg.n_holdout, 1)):
-        ev = toy.sample(cfg.configuration, n, _rng(cfg.seed, f"objects-{cfg.configuration}", stream))
+        ev = toy.sample(cfg.configuration, n, sample_rng(cfg.seed, f"objects-{cfg.configuration}", stream))
         ev.events.meta = {**meta, "split": name}
         write_object_events(ev, io.output(name))
 
@@ -130,7 +146,7 @@ def load_objects(io: StageIO) -> None:
     cfg = io.config(LoadObjectsConfig)
     source = io.input("source")
     ev = load(source, cfg.collection, cfg.fields, cfg.observables, cfg.tree or None, cfg.weight_column or None)
-    order = _rng(cfg.seed, cfg.process, 2).permutation(len(ev))
+    order = sample_rng(cfg.seed, cfg.process, 2).permutation(len(ev))
     n_hold = round(cfg.holdout_fraction * len(ev))
     meta = {"process": cfg.process, "seed": cfg.seed, "generator": "external", "source": Path(source).name}
     for name, idx in (("events", order[n_hold:]), ("holdout", order[:n_hold])):
@@ -143,7 +159,6 @@ def load_objects(io: StageIO) -> None:
 @stage("train-reweighter", outputs=("reweighter",), config=TrainReweighterConfig)
 def train_reweighter(io: StageIO) -> None:
     """Learn per-event weights w = p_target / p_source (Deep Sets on the objects, or a BDT), calibrated."""
-    from nsbiflow.physics.reweight.config import BDTConfig
     from nsbiflow.physics.reweight.model import read_sample
     from nsbiflow.physics.reweight.train import train_reweighter as train
 

@@ -25,6 +25,8 @@ from hera.workflows.service import WorkflowsService
 from nsbiflow.errors import NsbiflowError
 
 DEFAULT_TIMEOUT = 15.0
+FOLLOW_READ_TIMEOUT = 120.0
+"""Seconds a followed log stream may stay silent before it is dropped (and re-opened by the caller)."""
 FINISHED = {"Succeeded", "Failed", "Error"}
 
 
@@ -171,8 +173,9 @@ class ArgoClient:
         """A summary of the workflow's status with one entry per step pod."""
         return workflow_state(self.get(name), self.namespace)
 
-    def logs(self, name: str, step: str | None = None) -> Iterator[tuple[str, str]]:
-        """``(pod, line)`` of the step containers' logs (one step's pods with ``step``)."""
+    def logs(self, name: str, step: str | None = None, *, follow: bool = False) -> Iterator[tuple[str, str]]:
+        """``(pod, line)`` of the step containers' logs (one step's pods with ``step``); with ``follow`` the
+        stream stays open while the workflow runs (a read pause over ``FOLLOW_READ_TIMEOUT`` s ends it)."""
         pods: set[str] | None = None
         if step is not None:
             state = self.state(name)
@@ -184,11 +187,14 @@ class ArgoClient:
                 raise ArgoError(f"workflow {name!r} has no pods of step {step!r} (steps: {known})")
         url = f"{self.server}api/v1/workflows/{self.namespace}/{name}/log"
         params = {"logOptions.container": "main"}
+        if follow:
+            params["logOptions.follow"] = "true"
         headers = {"Authorization": self.service.token} if self.service.token else {}
 
         def fetch() -> requests.Response:
+            timeout = (DEFAULT_TIMEOUT, FOLLOW_READ_TIMEOUT if follow else DEFAULT_TIMEOUT)
             response = self.service.session.get(url, params=params, headers=headers, verify=self.service.verify_ssl,
-                                                stream=True)  # fmt: skip
+                                                stream=True, timeout=timeout)  # fmt: skip
             if not response.ok:
                 from hera.workflows.service import exception_from_server_response
 

@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from nsbiflow.engine.contract import (
 )
 from nsbiflow.engine.contract import decode_parameters as contract_decode
 from nsbiflow.engine.keys import code_identity, definition_key
+from nsbiflow.engine.progress import PROGRESS_ENV, log_line
 from nsbiflow.errors import NsbiflowError, StoreError
 from nsbiflow.spec.models import StepDefinition
 from nsbiflow.store import ArtifactRef, ArtifactStore, CacheEntry, open_store
@@ -95,6 +97,56 @@ def _materialize(store: ArtifactStore, ref: ArtifactRef, target: Path) -> None:
     elif target.exists():
         target.unlink()
     store.fetch(ref, target, quarantine=True)
+
+
+class ProgressRelay:
+    """Copies the step's progress lines (``$NSBIFLOW_PROGRESS``, a file) to the pod log as ``NSBIFLOW-PROGRESS``
+    lines, where ``nsbiflow watch`` reads them; the pod's log is the one channel the CLI sees."""
+
+    def __init__(self, path: Path, stream: Any = None, interval: float = 0.5) -> None:
+        self.path = path
+        self.stream = stream
+        self.interval = interval
+        self.offset = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> ProgressRelay:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_bytes(b"")
+        self._thread = threading.Thread(target=self._loop, name="nsbiflow-progress-relay", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.relay()  # the last lines, always
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.relay()
+
+    def relay(self) -> int:
+        """Print the complete lines written since the last call; returns how many records were relayed."""
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except OSError:
+            return 0
+        end = data.rfind(b"\n")
+        if end < 0:
+            return 0
+        self.offset += end + 1
+        relayed = 0
+        for raw in data[: end + 1].decode("utf-8", "replace").splitlines():
+            line = log_line(raw)
+            if line is not None:  # anything else in the file is not a record: dropped, as locally
+                print(line, file=self.stream or sys.stdout, flush=True)
+                relayed += 1
+        return relayed
 
 
 def _run(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
@@ -192,7 +244,10 @@ class PodStep:
         else:
             _log("NSBIFLOW_STORE is not set; running without the step-key cache")
         started = time.monotonic()
-        code = _run(self.argv, self.environment)
+        channel = (self.state_dir / "progress.jsonl").resolve()
+        environment = dict(os.environ if self.environment is None else self.environment, **{PROGRESS_ENV: str(channel)})
+        with ProgressRelay(channel):
+            code = _run(self.argv, environment)
         if code != 0:
             return code
         missing = [n for n, p in contract.outputs.items()

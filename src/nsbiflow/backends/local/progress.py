@@ -9,11 +9,9 @@ those files: the rich one draws a bar per running step with an ETA, the plain on
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Protocol, TextIO
 
@@ -23,100 +21,18 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from nsbiflow.engine.plan import Plan
+from nsbiflow.engine.progress import PROGRESS_ENV, StepProgress, format_seconds
 from nsbiflow.store import RunManifest, StepRecord
 
-_DONE = ("succeeded", "cached", "failed", "skipped")
+__all__ = ["PROGRESS_ENV", "PlainProgress", "Progress", "QuietProgress", "RichProgress", "StepProgress",
+           "format_seconds", "progress_file"]
 
-PROGRESS_ENV = "NSBIFLOW_PROGRESS"
-"""The environment variable that names a step's progress file (the same name as in ``nsbiflow.stepcli``)."""
+_DONE = ("succeeded", "cached", "failed", "skipped")
 
 
 def progress_file(workdir: Path) -> Path:
     """Where the step working in ``workdir`` writes its progress lines (beside it: it outlives the workdir)."""
     return workdir.parent / ".progress" / f"{workdir.name}.jsonl"
-
-
-def format_seconds(seconds: float) -> str:
-    """``42s``, ``3m05s``, ``1h02m``."""
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
-
-
-@dataclass
-class StepProgress:
-    """The latest progress record of one step, read incrementally from its progress file."""
-
-    path: Path
-    offset: int = 0
-    done: float = 0.0
-    total: float | None = None
-    unit: str = ""
-    message: str = ""
-    updates: int = 0
-    first: tuple[float, float] | None = None  # (monotonic time, done) of the first record: the rate's origin
-    changed_at: float = field(default_factory=time.monotonic)
-
-    def poll(self) -> bool:
-        """Read new complete lines; True when a new record arrived. Malformed lines are ignored."""
-        try:
-            with open(self.path, "rb") as handle:
-                handle.seek(self.offset)
-                data = handle.read()
-        except OSError:
-            return False
-        end = data.rfind(b"\n")
-        if end < 0:
-            return False
-        self.offset += end + 1
-        fresh = False
-        for raw in data[: end + 1].splitlines():
-            try:
-                record = json.loads(raw)
-                done = float(record["done"])
-                total = record.get("total")
-                total = float(total) if total is not None else None
-            except (ValueError, KeyError, TypeError):
-                continue
-            self.done, self.total = done, total
-            self.unit, self.message = str(record.get("unit") or ""), str(record.get("message") or "")
-            now = time.monotonic()
-            if self.first is None:
-                self.first = (now, done)
-            self.changed_at = now
-            self.updates += 1
-            fresh = True
-        return fresh
-
-    def fraction(self) -> float | None:
-        """Done / total, when the total is known."""
-        if not self.total:
-            return None
-        return min(1.0, self.done / self.total)
-
-    def eta(self) -> float | None:
-        """Seconds left at the rate seen since the first record, when it can be estimated."""
-        if self.first is None or not self.total:
-            return None
-        start, done0 = self.first
-        elapsed, gained = time.monotonic() - start, self.done - done0
-        if gained <= 0 or elapsed <= 0:
-            return None
-        return (self.total - self.done) * elapsed / gained
-
-    def describe(self) -> str:
-        """``3/8 members: message``."""
-        def num(value: float) -> str:
-            return f"{value:.0f}" if float(value).is_integer() else f"{value:.3g}"
-
-        count = num(self.done) + (f"/{num(self.total)}" if self.total else "")
-        unit = f" {self.unit}" if self.unit else ""
-        eta = self.eta()
-        tail = f", ETA {format_seconds(eta)}" if eta is not None and self.fraction() != 1.0 else ""
-        return f"{count}{unit}{tail}" + (f": {self.message}" if self.message else "")
 
 
 class Progress(Protocol):

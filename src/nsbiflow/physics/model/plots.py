@@ -1,7 +1,9 @@
 """Plots of a fit's results: profile scans per parameter of interest, pulls with impacts, correlations.
 
 Drawn from the results document (plain JSON), so a report can redraw them from ``results.json`` alone.
-Object-oriented matplotlib on an Agg canvas (no pyplot state), as in ``physics.plots``.
+Object-oriented matplotlib on an Agg canvas (no pyplot state), as in ``physics.plots``. Every plot is titled
+with the hypothesis it shows (:func:`hypothesis_title`: model, data, POI, injected values), on the figure and
+in the PNG's ``Title`` text chunk, as the reinterpretation's compare plots are labelled.
 """
 
 from __future__ import annotations
@@ -19,21 +21,32 @@ if TYPE_CHECKING:
 STYLES = {"exact": ("k", "-"), "nsbi": ("C0", "--"), "histogram": ("C1", "-.")}
 
 
+def hypothesis_title(model: str, data: str, poi: str, injected: Mapping[str, float] | None = None) -> str:
+    """``toy-nsbi: data 'observed', POI mu (injected mu=1, nu_b=0)``: what a fit's plots show."""
+    values = dict(injected or {})
+    names = [poi] * (poi in values) + sorted(n for n in values if n != poi)
+    shown = ", ".join(f"{n}={values[n]:g}" for n in names[:4]) + (", ..." if len(names) > 4 else "")
+    return f"{model}: {data}, POI {poi}" + (f" (injected {shown})" if shown else "")
+
+
 @contextmanager
-def _figure(path: Path, size: tuple[float, float]) -> Iterator[Figure]:
+def _figure(path: Path, size: tuple[float, float], hypothesis: str = "") -> Iterator[Figure]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(fig)
+    if hypothesis:
+        fig.suptitle(hypothesis, fontsize=9)
     yield fig
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, metadata={"Title": hypothesis} if hypothesis else None)
 
 
-def scans(path: Path, methods: Mapping[str, Any], poi: str, injected: float | None = None) -> None:
+def scans(path: Path, methods: Mapping[str, Any], poi: str, injected: float | None = None,
+          hypothesis: str = "") -> None:  # fmt: skip
     """``t(poi)`` of every method, with the 68 % and 95 % levels and the injected value labelled; the x-range
-    is where some method's ``t`` stays below the plotted top (8), with a margin."""
-    with _figure(path, (7.5, 5)) as fig:
+    is where some method's ``t`` stays below the plotted top (8), with a margin. ``hypothesis`` titles it."""
+    with _figure(path, (7.5, 5), hypothesis) as fig:
         ax = fig.subplots()
         inside: list[float] = []
         for name, result in methods.items():
@@ -61,13 +74,13 @@ def scans(path: Path, methods: Mapping[str, Any], poi: str, injected: float | No
         ax.legend(title=f"{poi} best fit [68% CL]", fontsize=8, loc="upper center")
 
 
-def pulls(path: Path, result: Mapping[str, Any], title: str) -> None:
+def pulls(path: Path, result: Mapping[str, Any], title: str, hypothesis: str = "") -> None:
     """Pulls and post-fit constraints of the constrained nuisance parameters, ranked by impact on the POI."""
     ranked = [i["parameter"] for i in result.get("impacts", [])]
     params = result["parameters"]
     names = ranked or [n for n, p in params.items() if p.get("pull") is not None]
     names = [n for n in names if params[n].get("pull") is not None][:30]
-    with _figure(path, (8, 1.2 + 0.35 * max(len(names), 1))) as fig:
+    with _figure(path, (8, 1.5 + 0.35 * max(len(names), 1)), hypothesis) as fig:
         ax, ax2 = fig.subplots(1, 2, sharey=True, width_ratios=[2, 1])
         y = np.arange(len(names))[::-1]
         pull = [params[n]["pull"] for n in names]
@@ -86,12 +99,12 @@ def pulls(path: Path, result: Mapping[str, Any], title: str) -> None:
         ax2.legend(fontsize=8)
 
 
-def correlations(path: Path, result: Mapping[str, Any], title: str) -> None:
+def correlations(path: Path, result: Mapping[str, Any], title: str, hypothesis: str = "") -> None:
     """The correlation matrix of the free parameters."""
     names = result["correlation"]["names"][:40]
     matrix = np.asarray(result["correlation"]["matrix"])[: len(names), : len(names)]
     size = 2.5 + 0.3 * len(names)
-    with _figure(path, (size + 1, size)) as fig:
+    with _figure(path, (size + 1, size + 0.3), hypothesis) as fig:
         ax = fig.subplots()
         image = ax.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu_r")
         ax.set_xticks(range(len(names)), names, rotation=90)
@@ -104,10 +117,10 @@ def correlations(path: Path, result: Mapping[str, Any], title: str) -> None:
         fig.colorbar(image, ax=ax)
 
 
-def scan_2d(path: Path, result: Mapping[str, Any], title: str) -> None:
+def scan_2d(path: Path, result: Mapping[str, Any], title: str, hypothesis: str = "") -> None:
     """68 % and 95 % contours of a 2-D profile scan."""
     s = result["scan_2d"]
-    with _figure(path, (6, 5)) as fig:
+    with _figure(path, (6, 5.3), hypothesis) as fig:
         ax = fig.subplots()
         t = np.asarray(s["t"]).T
         ax.contour(s["x_values"], s["y_values"], t, levels=[2.30, 5.99], colors=["k", "grey"])

@@ -22,7 +22,7 @@ from nsbiflow.physics.model.histogram import binned_model, default_observable, t
 from nsbiflow.physics.model.likelihood import Likelihood
 from nsbiflow.physics.model.loader import load_model
 from nsbiflow.physics.model.results import Results, summary
-from nsbiflow.physics.model.spec import Model, UnbinnedRegion
+from nsbiflow.physics.model.spec import Asimov, Counts, Model, UnbinnedRegion
 
 
 def _closure(diagnostics: Sequence[Path]) -> dict[str, Any]:
@@ -197,16 +197,35 @@ def run_fit(
                         document[method][key] / document["exact"][key]
                     )
     Results.model_validate(document)  # the schema is the contract
-    _draw(plots, document, results)
+    _draw(plots, document, results, data_label(model))
     return document, workspace
 
 
-def _draw(folder: Path, document: dict[str, Any], results: dict[str, Any]) -> None:
+def data_label(model: Model) -> str:
+    """The data the fit sees, for plot titles: ``data 'observed'``, ``Asimov (mu=1)``, ``counts``."""
+    labels: list[str] = []
+    for region in model.regions.values():
+        data = region.data
+        if isinstance(data, Asimov):
+            values = ", ".join(f"{k}={v:g}" for k, v in data.asimov.items())
+            labels.append(f"Asimov ({values})" if values else "Asimov")
+        elif isinstance(data, Counts):
+            labels.append("counts in the model")
+        else:
+            labels.append(f"'{data}'")
+    unique = list(dict.fromkeys(labels))
+    return "data " + ", ".join(unique[:3]) + (", ..." if len(unique) > 3 else "")
+
+
+def _draw(folder: Path, document: dict[str, Any], results: dict[str, Any], data: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
+    injected = document["injected"]
     for poi in next((r["pois"] for r in results.values() if r), {}):
-        draw.scans(folder / f"scan_{poi}.png", results, poi, document["injected"].get(poi))
+        title = draw.hypothesis_title(document["model"], data, poi, injected)
+        draw.scans(folder / f"scan_{poi}.png", results, poi, injected.get(poi), hypothesis=title)
+    title = draw.hypothesis_title(document["model"], data, document["poi"], injected)
     for method, result in results.items():
-        draw.pulls(folder / f"pulls_{method}.png", result, f"{method}: pulls and impacts")
-        draw.correlations(folder / f"correlations_{method}.png", result, f"{method}: correlations")
+        draw.pulls(folder / f"pulls_{method}.png", result, f"{method}: pulls and impacts", title)
+        draw.correlations(folder / f"correlations_{method}.png", result, f"{method}: correlations", title)
         if result.get("scan_2d"):
-            draw.scan_2d(folder / f"scan2d_{method}.png", result, method)
+            draw.scan_2d(folder / f"scan2d_{method}.png", result, method, title)
