@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, table, write_result  # noqa: E402
+from common import machine, table, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,8 @@ import pytest
 from tests.conftest import run_cli
 from tests.physics.conftest import LABELS, TOY_MODEL, Chain
 
-N_TOYS = 24
+N_TOYS = 10
+N_LIMITS = 6
 
 WORKFLOW = """\
 apiVersion: nsbiflow/v1
@@ -32,37 +34,51 @@ steps:
     uses: toys
     with:
       n_toys: {n}
-      limit_toys: 12
+      limit_toys: {limits}
       points: [{{mu: 1.0}}, {{mu: 1.0, alpha: 1.0}}]
       methods: [exact, nsbi]
       seed: 5
     inputs:
       model: {{path: {model}}}
-      ratios: [{{path: {ratios}}}]
-      ensembles: [{ensembles}]
+      ratios: {{path: {ratios}}}
+      ensembles: {{path: {ensembles}}}
       support: {{path: {support}}}
   summarize:
     uses: summarize
     inputs:
       toys: toys.toys
-      diagnostics: [{reports}]
+      diagnostics: {{path: {report}}}
 """
 
 
 @pytest.fixture(scope="module")
 def run(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("toys")
+    collection = root / "ensembles"  # one collection of every label (what gather-ensemble writes)
+    for label in LABELS:
+        shutil.copytree(chain.ensemble(label) / label, collection / label)
     text = WORKFLOW.format(
         n=N_TOYS,
+        limits=N_LIMITS,
         model=TOY_MODEL,
         ratios=chain.ratios,
         support=chain.root / "support",
-        ensembles=", ".join(f"{{path: {chain.ensemble(label)}}}" for label in LABELS),
-        reports=", ".join(f"{{path: {chain.root / f'report-{label}'}}}" for label in LABELS),
+        ensembles=collection,
+        report=chain.root / "report-signal",
     )
     (root / "wf.yaml").write_text(text)
-    out = run_cli("run", "wf.yaml", "--store", root / "store", "--results", root / "results", "-j", "1", cwd=root)
+    store = root / "store"
+    out = run_cli("run", "wf.yaml", "--store", store, "--results", root / "results", "-j", "1", "--json", cwd=root)
     assert out.returncode == 0, out.stdout + out.stderr
+    run_id = json.loads(out.stdout.strip().splitlines()[-1])["run_id"]
+    log = run_cli("show", run_id, "--store", store, "--log", "toys")
+    assert "toys: nsbi at mu=1, alpha=+1" in log.stdout, log.stdout[-2000:]  # one progress line per method and point
+    shown = run_cli("show", run_id, "--store", store)
+    assert "checks:" in shown.stdout and "| toys nsbi at mu=1 |" in shown.stdout, shown.stdout[-2000:]
+    page = root / "report.html"
+    assert run_cli("report", run_id, "--store", store, "-o", page).returncode == 0
+    html = page.read_text()
+    assert '<pre class="summary" data-output="summary">' in html and "toys exact at mu=1, alpha=+1" in html
     return root / "results"
 
 
@@ -90,7 +106,7 @@ def test_toys_document_has_every_figure_per_point_and_method(run: Path) -> None:
     limits = doc["limits"]
     assert limits["values"]["mu"] == 0.0
     for s in limits["methods"].values():
-        assert s["toys"] + s["failed"] == 12 and s["toys"] >= 10
+        assert s["toys"] + s["failed"] == N_LIMITS and s["toys"] >= N_LIMITS - 1
         t, a = s["toys_bands"], s["asymptotic_bands"]
         assert t["-2"] <= t["-1"] <= t["0"] <= t["+1"] <= t["+2"]
         assert a["-2"] < a["-1"] < a["0"] < a["+1"] < a["+2"]
@@ -103,9 +119,9 @@ def test_toys_document_has_every_figure_per_point_and_method(run: Path) -> None:
 
 
 def test_summary_names_every_check_with_numbers(run: Path) -> None:
-    text = (run / "summary" / "summary.md").read_text() if (run / "summary").is_dir() else (run / "summary.md").read_text()
-    for label in LABELS:
-        assert f"| calibrate {label} |" in text
+    found = run / "summary"
+    text = (found / "summary.md" if found.is_dir() else found).read_text()
+    assert "| calibrate signal | closure chi2/ndf <= 5.00" in text
     assert "| toys exact at mu=1, alpha=+1 |" in text and "| expected limit nsbi |" in text
     assert "68 % " in text and "toys |" in text
     first = text.splitlines()[2]

@@ -20,8 +20,8 @@ def _f(value: Any, digits: int = 3) -> str:
 def _calibrate(m: Mapping[str, Any]) -> Check:
     tol = m.get("tolerances", {})
     what = (
-        f"closure chi2/ndf <= {_f(tol.get('max_chi2_ndf'), 2)}, |mean r - 1| <= {_f(tol.get('max_norm_deviation'), 2)}"
-        f", ECE <= {_f(tol.get('max_ece'), 3)}"
+        f"closure chi2/ndf <= {_f(tol.get('max_chi2_ndf'), 2)}, "
+        f"abs(mean r - 1) <= {_f(tol.get('max_norm_deviation'), 2)}, ECE <= {_f(tol.get('max_ece'), 3)}"
     )
     numbers = (
         f"chi2/ndf {_f(m.get('max_chi2_ndf'), 2)}, mean r {_f(m.get('normalisation'), 4)}, "
@@ -33,7 +33,8 @@ def _calibrate(m: Mapping[str, Any]) -> Check:
     extra = {k: v for k, v in m.items() if k.endswith("_auc") or k.startswith("ratio_closure")}
     if extra:
         numbers += ", " + ", ".join(f"{k} {_f(v)}" for k, v in sorted(extra.items()) if not isinstance(v, dict))
-    return {"check": f"calibrate {m.get('label', '?')}", "what": what, "passed": bool(m.get("passed")), "numbers": numbers}
+    label = m.get("label", "?")
+    return {"check": f"calibrate {label}", "what": what, "passed": bool(m.get("passed")), "numbers": numbers}
 
 
 def _support(s: Mapping[str, Any], results: Mapping[str, Any] | None) -> Check:
@@ -75,10 +76,10 @@ def _toys(doc: Mapping[str, Any]) -> list[Check]:
             numbers += f", {s['failed']} failed fits"
         if "cls_excludes_truth" in s:
             numbers += f", CLs excludes the truth in {100 * s['cls_excludes_truth']['value']:.1f} %"
-        out.append({"check": f"toys {c['method']} at {c['point']}", "what": what, "passed": c["passed"],
-                    "numbers": numbers})
-    limits = doc.get("limits")
-    for method, s in ((limits or {}).get("methods") or {}).items():
+        name = f"toys {c['method']} at {c['point']}"
+        out.append({"check": name, "what": what, "passed": c["passed"], "numbers": numbers})
+    limits = doc.get("limits") or {}
+    for method, s in (limits.get("methods") or {}).items():
         t, a = s.get("toys_bands", {}), s.get("asymptotic_bands", {})
         out.append({
             "check": f"expected limit {method}",
@@ -97,7 +98,9 @@ def _gate(doc: Mapping[str, Any]) -> list[Check]:
              "passed": c.get("passed"), "numbers": str(c.get("numbers", ""))}
             for c in doc["checks"] if isinstance(c, Mapping)
         ]
-    numbers = ", ".join(f"{k} {_f(v)}" for k, v in doc.items() if isinstance(v, int | float) and not isinstance(v, bool))
+    numbers = ", ".join(
+        f"{k} {_f(v)}" for k, v in doc.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    )
     return [{"check": str(doc.get("label") or doc.get("name") or "gate"), "what": str(doc.get("what", "")),
              "passed": doc.get("passed"), "numbers": numbers}]
 
@@ -111,7 +114,9 @@ def _fit(results: Mapping[str, Any]) -> Check:
             lo, hi = r["interval_68"]
             parts.append(f"{method} {poi} {r['mu_hat']:.3f} [{lo:.3f}, {hi:.3f}]")
     injected = results.get("mu_injected")
-    what = "best fit and 68 % interval per method" + (f" (injected {poi} = {injected:g})" if injected is not None else "")
+    what = "best fit and 68 % interval per method"
+    if injected is not None:
+        what += f" (injected {poi} = {injected:g})"
     return {"check": "fit", "what": what, "passed": None, "numbers": "; ".join(parts)}
 
 

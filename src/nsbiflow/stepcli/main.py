@@ -10,7 +10,6 @@ from nsbiflow.stepcli.contract import STAGE_CONFIGS
 from nsbiflow.stepcli.evaluation import calibrate, fit, infer
 from nsbiflow.stepcli.generate import generate, generate_data, load_events
 from nsbiflow.stepcli.offshell import generate_offshell
-from nsbiflow.stepcli.toys import summarize, toys
 from nsbiflow.stepcli.reweighting import (
     apply_reweighter,
     generate_objects,
@@ -18,6 +17,7 @@ from nsbiflow.stepcli.reweighting import (
     reweight_closure,
     train_reweighter,
 )
+from nsbiflow.stepcli.toys import summarize, toys
 from nsbiflow.stepcli.training import gather_ensemble, support, train_ratio
 
 

@@ -29,7 +29,8 @@ class ToysConfig(BaseModel):
         -1, ge=-1, le=100000, description="background-only toys for the CLs upper-limit distribution (-1: n_toys)"
     )
     methods: list[Literal["exact", "nsbi", "histogram"]] = Field(
-        default_factory=lambda: ["exact", "nsbi", "histogram"], description="fit methods, as in fit (exact skipped without a truth)"
+        default_factory=lambda: ["exact", "nsbi", "histogram"],  # type: ignore[arg-type]
+        description="fit methods, as in fit (exact skipped without a truth)",
     )
     truth_config: dict[str, Any] = Field(
         default_factory=dict, description="merged over the model's truth.config (e.g. the toy's signal_mean)"

@@ -18,7 +18,7 @@ def pulls(path: Path, point: Mapping[str, Any]) -> None:
     """Histograms of the likelihood-ratio pulls of every method at one point, with N(0, 1)."""
     with _figure(path, (6.5, 4.5)) as fig:
         ax = fig.subplots()
-        edges = np.linspace(-4, 4, 33)
+        edges = [float(v) for v in np.linspace(-4, 4, 33)]
         for method, s in point["methods"].items():
             t = np.asarray(s["t_true"])
             mu = np.asarray(s["mu_hat"])

@@ -31,15 +31,16 @@ TARGETS = {"coverage_68": (0.6827, 0.04), "pull_width": (1.0, 0.1)}
 def label_of(values: Mapping[str, float], model: Model) -> str:
     """``mu=1, alpha=+1`` (parameters at their init value are left out, except the POIs)."""
     pois = set(model.pois())
-    shown = [(k, v) for k, v in values.items() if k in pois or v != model.parameters[k].init]
+    shown = [(k, v) for k, v in values.items() if k in pois or v != model.parameters[k].start()]
     return ", ".join(f"{k}={v:+g}" if k not in pois else f"{k}={v:g}" for k, v in shown) or "nominal"
 
 
 def _point(model: Model, given: Mapping[str, float]) -> dict[str, float]:
     for name in given:
         if name not in model.parameters:
-            raise StageError(f"toys: point parameter {name!r} is not a parameter of the model ({', '.join(model.parameters)})")
-    return {name: float(given.get(name, p.init)) for name, p in model.parameters.items()}
+            known = ", ".join(model.parameters)
+            raise StageError(f"toys: point parameter {name!r} is not a parameter of the model ({known})")
+    return {name: float(given.get(name, p.start())) for name, p in model.parameters.items()}
 
 
 def _likelihoods(
@@ -122,6 +123,7 @@ def run_pseudo(
     if source == "generator":
         if evaluator is None:
             raise StageError("toys: bind the trained ensembles ('ensembles') to evaluate ratios on generated events")
+        assert truth is not None
         ev = evaluator(list(truth.observables()), info)
     pseudo = _Pseudo(model, tables, truth, ev, source, counting)
     poi = model.pois()[0]
@@ -141,7 +143,7 @@ def run_pseudo(
     }
     asimov: dict[str, experiments.AsimovCurve] = {}
     if limit_toys > 0:
-        background = _point(model, {poi: max(model.parameters[poi].bounds[0], 0.0)})
+        background = _point(model, {poi: max(model.parameters[poi].limits()[0], 0.0)})
         asimov = {m: experiments.AsimovCurve(like, poi, background) for m, like in likes.items()}
     for k, values in enumerate(chosen):
         label = label_of(values, model)
