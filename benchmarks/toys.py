@@ -1,6 +1,7 @@
 """Benchmark: pseudo-experiments of both bundled analyses with their trained ensembles.
 
     python benchmarks/toys.py [--toys 300] [--limits 100] [--methods nsbi,exact] [--jobs N] [--only toy|offshell]
+                              [--work DIR] [--name NAME]
 
 Runs each bundled workflow (``workflows/toy-nsbi.yaml``, ``workflows/offshell-toy.yaml``) through the local engine
 with its ``toys`` step switched on (``--set toys=N``, the workflows' default points: nominal and all nuisance
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,6 +35,7 @@ TARGET_COVERAGE, COVERAGE_TOL, TARGET_WIDTH, WIDTH_TOL = 0.68, 0.04, 1.0, 0.1
 def run_analysis(name: str, n_toys: int, limits: int, methods: list[str], jobs: int, folder: Path) -> dict[str, Any]:
     """One workflow run with toys on; the toys document and the timings."""
     results = folder / f"{name}-results"
+    shutil.rmtree(results, ignore_errors=True)
     command = [
         str(BIN / "nsbiflow"), "run", str(WORKFLOWS[name]), "--store", str(folder / f"{name}-store"),
         "--results", str(results), "--jobs", str(jobs), "--json",
@@ -95,6 +98,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--only", choices=sorted(WORKFLOWS), action="append", help="one analysis (repeatable)")
     parser.add_argument("--name", default="toys", help="results file name (benchmarks/results/NAME.json)")
+    parser.add_argument("--work", type=Path, help="keep the runs' stores here (a rerun reuses the trained ensembles)")
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     payload: dict[str, Any] = {
@@ -106,9 +110,11 @@ def main() -> None:
         "analyses": {},
     }
     with tempfile.TemporaryDirectory(prefix="nsbiflow-toys-") as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         for name in args.only or sorted(WORKFLOWS):
             limits = args.limits if name == "toy" else 0  # the off-shell exact Asimov fits take tens of minutes
-            found = run_analysis(name, args.toys, limits, methods, args.jobs, Path(tmp))
+            found = run_analysis(name, args.toys, limits, methods, args.jobs, work)
             rows = digest(found["document"])
             limits_doc = found["document"].get("limits") or {}
             payload["analyses"][name] = {
