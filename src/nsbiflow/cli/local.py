@@ -186,6 +186,10 @@ def show(run_id: str, store_uri: str | None, as_json: bool, log_step: str | None
 
                     for relative in tree_files(store, ref):
                         click.echo(f"  {'':<16}      {relative}")
+        for refs in manifest.outputs.values():  # the run's summary of checks (the summarize step), when present
+            for ref in refs if isinstance(refs, list) else [refs]:
+                if ref.kind == "file" and ref.filename == "summary.md":
+                    click.echo("checks:\n" + store.read_blob(ref.digest).decode(errors="replace").rstrip())
 
 
 def run_order(manifest: RunManifest) -> list[str]:

@@ -127,6 +127,8 @@ def print_summary(manifest: RunManifest, exported: dict[str, list[Path]], *, err
     for name, paths in exported.items():
         for path in paths:
             click.echo(f"  output {name}: {path}", err=err)
+            if path.is_file() and path.name == "summary.md":  # the run's summary of checks
+                click.echo(path.read_text(errors="replace").rstrip(), err=err)
             if path.is_file() and path.name == "results.json":
                 table = results_table(path)
                 if table:

@@ -54,6 +54,8 @@ class ReportData:
     hypothesis: str
     archive: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    summaries: dict[str, str] = field(default_factory=dict)
+    """Output name -> the text of a ``summary.md`` (the run's checks, written by the summarize step)."""
 
 
 def parse_time(value: str | None) -> float | None:
@@ -115,10 +117,13 @@ def collect_run(store: ArtifactStore, manifest: RunManifest, statuses: dict[str,
     plots: list[Plot] = []
     gates: list[Gate] = []
     problems: list[str] = []
+    summaries: dict[str, str] = {}
     seen: set[str] = set()
     for name, ref in _refs(manifest):
         try:
             if ref.kind == "file":
+                if ref.filename == "summary.md":
+                    summaries[name] = store.read_blob(ref.digest).decode(errors="replace")
                 if (ref.filename or "").endswith(".json"):
                     found = methods(read_result_document(store, ref))
                     if found:
@@ -167,6 +172,7 @@ def collect_run(store: ArtifactStore, manifest: RunManifest, statuses: dict[str,
         gates=gates,
         hypothesis=_hypothesis(store, manifest),
         problems=problems,
+        summaries=summaries,
     )
 
 

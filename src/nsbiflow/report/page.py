@@ -110,6 +110,14 @@ def _gates(data: ReportData) -> str:
     return _table(["diagnostic", "verdict", "figures", "source"], rows, "gates")
 
 
+def _summaries(data: ReportData) -> str:
+    """The run's summary of checks (``summary.md`` of the summarize step), as written."""
+    return "".join(
+        f'<h3>checks ({escape(name)})</h3><pre class="summary" data-output="{escape(name)}">{escape(text)}</pre>'
+        for name, text in data.summaries.items()
+    )
+
+
 def _provenance(data: ReportData) -> str:
     m = data.manifest
     facts = [
@@ -174,7 +182,7 @@ Steps in the DAG: <span id="dag-counts"></span></p>
 </p><div class="scroll">{timeline_svg(data)}</div>
 <h2>Results</h2>{_results(data)}
 <h2>Plots</h2>{_plots(data)}
-<h2>Diagnostics and gates</h2>{_gates(data)}
+<h2>Diagnostics and gates</h2>{_gates(data)}{_summaries(data)}
 {_archive(data)}
 <h2>Provenance</h2>{_provenance(data)}
 <p class="muted">written by nsbiflow {escape(m.versions.get("nsbiflow", ""))}; self-contained: no external

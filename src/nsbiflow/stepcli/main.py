@@ -17,6 +17,7 @@ from nsbiflow.stepcli.reweighting import (
     reweight_closure,
     train_reweighter,
 )
+from nsbiflow.stepcli.toys import summarize, toys
 from nsbiflow.stepcli.training import gather_ensemble, support, train_ratio
 
 
@@ -31,6 +32,8 @@ for command in (generate, generate_data, load_events, support, train_ratio, gath
 for command in (generate_objects, load_objects, train_reweighter, apply_reweighter, reweight_closure):
     main.add_command(command)
 main.add_command(generate_offshell)
+for command in (toys, summarize):  # pseudo-experiments and the run's summary of checks
+    main.add_command(command)
 for command in (choose_points, scan_point, update_surrogate, scan_report):  # the active-learning scan
     main.add_command(command)
 

@@ -31,11 +31,18 @@ def _is_model_file(path: Path) -> bool:
 
 
 def trained_labels(plan: Any) -> set[str]:
-    """Labels of every ensemble the workflow trains."""
+    """Labels of every ensemble the workflow trains, or binds ready-trained (a collection folder given by path)."""
+    from nsbiflow.physics.collection import labels_in
+
     labels = set()
     for step in plan.steps.values():
         if "ensemble" in step.definition.outputs and isinstance(step.parameters.get("label"), str):
             labels.add(step.parameters["label"])
+        for sources in step.inputs.values():
+            for source in sources:
+                path = getattr(source, "path", None)
+                if path is not None and Path(path).is_dir():
+                    labels.update(labels_in(Path(path)))
     return labels
 
 
