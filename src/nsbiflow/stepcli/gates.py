@@ -27,7 +27,7 @@ class BiasGateStageConfig(BiasGateConfig):
 def bias_gate(io: StageIO) -> None:
     """Fit pseudo-data resampled from held-out samples at known parameter points; fail on a biased POI."""
     from nsbiflow.errors import SpecError
-    from nsbiflow.physics.gates.bias import failure, run_gate
+    from nsbiflow.physics.gates.bias import failure, run_gate, with_columns
     from nsbiflow.physics.model.data import read_samples, require
     from nsbiflow.physics.model.likelihood import Likelihood
     from nsbiflow.physics.model.loader import load_model
@@ -40,6 +40,8 @@ def bias_gate(io: StageIO) -> None:
         raise StageError(f"bias-gate: invalid model: {error}") from None
     tables, _ = read_samples(io.input_list("ratios"), io.input_list("events", required=False))
     require(tables, model.samples(), "bias-gate")
+    extra = io.input_list("pools", required=False)
+    pools = with_columns(tables, read_samples(extra)[0]) if extra else tables
     exact = None
     if cfg.reference == "exact":
         if model.truth is None:
@@ -50,7 +52,7 @@ def bias_gate(io: StageIO) -> None:
         exact = Likelihood(model, tables, "exact", truth)
     with Progress("bias-gate") as bar:
         report = run_gate(
-            Likelihood(model, tables, "nsbi"), tables, BiasGateConfig(**cfg.model_dump(exclude={"truth_config"})), exact
+            Likelihood(model, tables, "nsbi"), pools, BiasGateConfig(**cfg.model_dump(exclude={"truth_config"})), exact
         )
         for p in report["points"]:
             bar.log(

@@ -72,6 +72,23 @@ def describe(values: Mapping[str, float]) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in values.items()) or "nominal"
 
 
+def with_columns(tables: Mapping[str, Table], extra: Mapping[str, Table]) -> dict[str, Table]:
+    """``tables`` with the columns of same-named ``extra`` tables added (e.g. more ensembles on a pool sample)."""
+    out = dict(tables)
+    for name, more in extra.items():
+        base = out.get(name)
+        if base is None:
+            out[name] = more
+            continue
+        if len(more) != len(base):
+            raise StageError(
+                f"bias-gate: pool sample {name!r} has {len(more)} events in pools but {len(base)} in ratios; "
+                "evaluate the ensembles on the same event file"
+            )
+        out[name] = Table(name, {**more.columns, **base.columns}, dict(base.meta))
+    return out
+
+
 def _pools(model: Model, tables: Mapping[str, Table], point: BiasPoint) -> dict[str, dict[str, Table]]:
     pools: dict[str, dict[str, Table]] = {}
     known = {p for r in model.regions.values() if isinstance(r, UnbinnedRegion) for p in r.processes}
@@ -99,8 +116,30 @@ def _pools(model: Model, tables: Mapping[str, Table], point: BiasPoint) -> dict[
                     f"bias-gate: point {describe(point.values)}: no sample {sample!r} for process {pname!r} "
                     f"(have: {', '.join(sorted(tables))}); evaluate the ensembles on it in an infer step"
                 )
-            pools[name][pname] = tables[sample]
+            pools[name][pname] = unweighted(tables[sample])
     return pools
+
+
+def unweighted(table: Table) -> Table:
+    """A pool of unit-weight events: a weighted sample is resampled in proportion to its weights (fixed seed).
+
+    ``toys.resampler`` draws rows uniformly, which is right for unit weights only; pseudo-data events carry
+    weight 1 whatever the simulation's event weights were.
+    """
+    w = table.weights
+    if len(w) == 0 or np.all(w == w[0]):
+        if len(w) and w[0] != 1.0:
+            return Table(table.name, {**table.columns, "weight": np.ones(len(w))}, dict(table.meta))
+        return table
+    if np.any(w < 0):
+        raise StageError(
+            f"bias-gate: sample {table.name!r} has negative event weights: it cannot be resampled as pseudo-data; "
+            "give a pool with positive weights"
+        )
+    rows = np.random.default_rng(len(w)).choice(len(w), size=len(w), p=w / w.sum())
+    out = table.take(rows)
+    out.columns["weight"] = np.ones(len(rows))
+    return out
 
 
 def _representatives(edges: FloatArray) -> FloatArray:
@@ -130,6 +169,16 @@ def generator(like: Likelihood, tables: Mapping[str, Table], point: BiasPoint) -
                         f"expects {expected:.3g} events (a negative coefficient): its events cannot be resampled; "
                         "choose points where every process's expected yield is >= 0"
                     )
+    for term in like.regions:
+        if isinstance(term, UnbinnedTerm):
+            for process, pool in pools[term.name].items():
+                try:
+                    term.block(pool.take(np.arange(min(len(pool), 2))))
+                except StageError as error:
+                    raise StageError(
+                        f"bias-gate: pool {pool.name!r} (process {process!r}) cannot be fitted as pseudo-data: "
+                        f"{error}; bind infer outputs with every ensemble on that sample under 'pools'"
+                    ) from None
     unbinned = resampler(like, pools, point.values)
     binned: list[tuple[str, str, np.ndarray, np.ndarray]] = []
     for term in like.regions:
