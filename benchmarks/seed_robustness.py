@@ -43,7 +43,7 @@ import yaml
 from scipy.stats import norm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import table, write_result
+from common import quick, table, write_result
 
 from nsbiflow.physics.configs import TrainConfig
 from nsbiflow.physics.mlp import BatchedMLP, MLPConfig
@@ -316,6 +316,10 @@ def main() -> None:
     parser.add_argument("--attribution", type=int, default=1, help="1: also the exact-signal and mcstat variants")
     parser.add_argument("--max-bias", type=float, default=0.2, help="the bias gate's threshold (sigma)")
     args = parser.parse_args()
+    name = "seed_robustness"
+    if quick():  # NSBIFLOW_BENCH_QUICK=1: toy sizes, a mechanics check only
+        args.seeds, args.toys, args.gate_toys, args.n_train, args.n_holdout = 2, 10, 10, 1500, 1500
+        args.levers, name = "members_16", "seed_robustness_quick"
     levers = [lv for lv in args.levers.split(",") if lv]
     for lever in levers:
         if lever not in LEVERS:
@@ -350,18 +354,18 @@ def main() -> None:
         payload["trainings"].append(entry)
         print(f"default seed {seed}: {entry['nsbi']} gate {entry['gate']}", flush=True)
         payload["summary"] = summary_table(payload)
-        write_result("seed_robustness", payload)
+        write_result(name, payload)
     for lever in levers:
         for seed in range(1, args.seeds + 1):
             t1 = time.time()
             settings = {**DEFAULT, **LEVERS[lever]}
             factor = int(settings.get("n_train_factor", 1))
-            num, den = study.train_samples["signal"], study.train_samples["reference"]
+            sig, ref = study.train_samples["signal"], study.train_samples["reference"]
             if factor > 1:
                 extra = simulate(study.toy, (factor - 1) * args.n_train, 1000 + seed)
-                num, den = np.concatenate([num, extra["signal"]]), np.concatenate([den, extra["reference"]])
+                sig, ref = np.concatenate([sig, extra["signal"]]), np.concatenate([ref, extra["reference"]])
             lever_eval = dict(evaluators_of[seed])
-            lever_eval["signal"] = train(num, den, settings, seed * 1000)
+            lever_eval["signal"] = train(sig, ref, settings, seed * 1000)
             lt = tables_for(events, lever_eval, study.holdout, int(settings["members"]))
             item = {"config": lever, "seed": seed, "train_s": time.time() - t1}
             item.update(study.evaluate(lt, False, args.max_bias))
@@ -370,10 +374,10 @@ def main() -> None:
             payload["trainings"].append(item)
             print(f"{lever} seed {seed}: {item['nsbi']} gate {item['gate']}", flush=True)
             payload["summary"] = summary_table(payload)
-            write_result("seed_robustness", payload)
+            write_result(name, payload)
     payload["summary"] = summary_table(payload)
     payload["total_s"] = time.time() - start
-    write_result("seed_robustness", payload)
+    write_result(name, payload)
     print(payload["summary"])
 
 
