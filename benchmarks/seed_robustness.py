@@ -59,12 +59,7 @@ from nsbiflow.physics.truth import truth_from_spec
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "workflows" / "models" / "toy.yaml"
-LABELS = {
-    "signal": ("signal", "reference"),
-    "background": ("background", "reference"),
-    "background_up": ("background_up", "background"),
-    "background_down": ("background_down", "background"),
-}
+LABELS = {k: (r.numerator, r.denominator) for k, r in model_from_data(yaml.safe_load(MODEL.read_text())).ratios.items()}
 PROCESSES = ("signal", "background", "background_up", "background_down", "reference")
 NU_S, NU_B = 100.0, 1000.0
 DEFAULT = {"members": 8, "max_epochs": 40, "patience": 5, "lr": 2e-3, "hidden": [64, 64, 64]}
@@ -349,12 +344,7 @@ def main() -> None:
             }
         entry = {"config": "default", "seed": seed, "train_s": train_s}
         entry.update(study.evaluate(tables, args.attribution, args.max_bias))
-        entry["best_epochs_signal"] = evaluators["signal"].best_epochs  # type: ignore[attr-defined]
-        entry["wall_s"] = time.time() - t0
-        payload["trainings"].append(entry)
-        print(f"default seed {seed}: {entry['nsbi']} gate {entry['gate']}", flush=True)
-        payload["summary"] = summary_table(payload)
-        write_result(name, payload)
+        record(payload, entry, evaluators["signal"], t0, name)
     for lever in levers:
         for seed in range(1, args.seeds + 1):
             t1 = time.time()
@@ -369,16 +359,21 @@ def main() -> None:
             lt = tables_for(events, lever_eval, study.holdout, int(settings["members"]))
             item = {"config": lever, "seed": seed, "train_s": time.time() - t1}
             item.update(study.evaluate(lt, False, args.max_bias))
-            item["best_epochs_signal"] = lever_eval["signal"].best_epochs  # type: ignore[attr-defined]
-            item["wall_s"] = time.time() - t1
-            payload["trainings"].append(item)
-            print(f"{lever} seed {seed}: {item['nsbi']} gate {item['gate']}", flush=True)
-            payload["summary"] = summary_table(payload)
-            write_result(name, payload)
+            record(payload, item, lever_eval["signal"], t1, name)
     payload["summary"] = summary_table(payload)
     payload["total_s"] = time.time() - start
     write_result(name, payload)
     print(payload["summary"])
+
+
+def record(payload: dict[str, Any], item: dict[str, Any], signal: Any, started: float, name: str) -> None:
+    """Append one training's figures, print them, rewrite the JSON."""
+    item["best_epochs_signal"] = signal.best_epochs
+    item["wall_s"] = time.time() - started
+    payload["trainings"].append(item)
+    print(f"{item['config']} seed {item['seed']}: {item['nsbi']} gate {item['gate']}", flush=True)
+    payload["summary"] = summary_table(payload)
+    write_result(name, payload)
 
 
 def summary_table(payload: Mapping[str, Any]) -> str:
