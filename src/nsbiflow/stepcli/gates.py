@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import ConfigDict, Field
 
 from nsbiflow.physics.errors import StageError
-from nsbiflow.physics.gates.bias import BiasGateConfig
+from nsbiflow.physics.gates.config import BiasGateConfig
 from nsbiflow.stepcli.contract import StageIO, configure_threads, stage
 from nsbiflow.stepcli.progress import Progress
 

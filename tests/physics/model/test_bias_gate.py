@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from nsbiflow.physics.events import METADATA_KEY
-from nsbiflow.physics.gates.bias import BiasGateConfig, BiasPoint, failure, run_gate, unweighted
+from nsbiflow.physics.gates.bias import failure, run_gate, unweighted
+from nsbiflow.physics.gates.config import BiasGateConfig, BiasPoint
 from nsbiflow.physics.model.data import Table
 from nsbiflow.physics.model.likelihood import Likelihood
 from nsbiflow.physics.toy_model import OBSERVABLES, ToyModel
