@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from pydantic import ConfigDict, Field
@@ -20,6 +21,9 @@ class BiasGateStageConfig(BiasGateConfig):
 
     truth_config: dict[str, Any] = Field(
         default_factory=dict, description="merged over the model's truth.config (reference: exact)"
+    )
+    enforce: bool = Field(
+        True, description="fail the step on a biased point (false: report passed: false, warn, and succeed)"
     )
 
 
@@ -52,7 +56,10 @@ def bias_gate(io: StageIO) -> None:
         exact = Likelihood(model, tables, "exact", truth)
     with Progress("bias-gate") as bar:
         report = run_gate(
-            Likelihood(model, tables, "nsbi"), pools, BiasGateConfig(**cfg.model_dump(exclude={"truth_config"})), exact
+            Likelihood(model, tables, "nsbi"),
+            pools,
+            BiasGateConfig(**cfg.model_dump(exclude={"truth_config", "enforce"})),
+            exact,
         )
         for p in report["points"]:
             bar.log(
@@ -61,6 +68,9 @@ def bias_gate(io: StageIO) -> None:
                 + ("pass" if p["passed"] else "FAIL")
             )
     message = failure(report)
-    if message:
+    if message and cfg.enforce:
         raise StageError(message)
+    report["enforced"] = cfg.enforce
     io.output("report").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    if message:  # not enforced: the chain goes on, the report and the log say so
+        print(f"WARNING (not enforced) {message}", file=sys.stderr, flush=True)

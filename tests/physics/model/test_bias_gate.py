@@ -111,6 +111,11 @@ def test_the_stage_stops_the_chain_with_one_line_and_passes_a_good_one(tmp_path:
     assert len(errors) == 1 and run.stderr.strip().endswith(errors[0]), run.stderr
     assert "bias-gate: mu is biased" in errors[0] and "at mu=1 over 10 toys" in errors[0], run.stderr
     assert "Traceback" not in run.stderr
+    # not enforced (the bundled workflows' default): the step succeeds, warns and records the failure
+    run = run_step("bias-gate", {**params, "enforce": False}, [("model", TOY_MODEL), ("ratios", bad)], {"report": out})
+    assert run.exit_code == 0 and "WARNING (not enforced) bias-gate: mu is biased" in run.stderr
+    report = json.loads(out.read_text())
+    assert report["passed"] is False and report["enforced"] is False
 
 
 def test_the_stage_names_a_missing_pool_sample(tmp_path: Path, small) -> None:
