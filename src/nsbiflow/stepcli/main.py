@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from nsbiflow.stepcli.active import choose_points, scan_point, scan_report, update_surrogate
 from nsbiflow.stepcli.contract import STAGE_CONFIGS
 from nsbiflow.stepcli.evaluation import calibrate, fit, infer
+from nsbiflow.stepcli.gates import bias_gate
 from nsbiflow.stepcli.generate import generate, generate_data, load_events
 from nsbiflow.stepcli.offshell import generate_offshell
 from nsbiflow.stepcli.reweighting import (
@@ -34,6 +35,7 @@ for command in (generate_objects, load_objects, train_reweighter, apply_reweight
 main.add_command(generate_offshell)
 for command in (toys, summarize):  # pseudo-experiments and the run's summary of checks
     main.add_command(command)
+main.add_command(bias_gate)
 for command in (choose_points, scan_point, update_surrogate, scan_report):  # the active-learning scan
     main.add_command(command)
 
