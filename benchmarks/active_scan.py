@@ -58,6 +58,7 @@ def active_run(toy: ScanToy, cfg: ActiveConfig, truth: np.ndarray, fine: np.ndar
     history: list[dict[str, Any]] = []
     curve: list[tuple[int, float, float]] = []
     stopped_at: int | None = None
+    error_at_stop: float | None = None
     for iteration in range(iterations):
         for point in choose(history, cfg):
             history.append({**point, "cls": analyse(toy, point["mass"], point["mu"]), "iteration": iteration})
@@ -66,9 +67,10 @@ def active_run(toy: ScanToy, cfg: ActiveConfig, truth: np.ndarray, fine: np.ndar
         error = misclassified(gp.predict(fine) > level(cfg.cls_level), truth)
         state = status(history, cfg)
         curve.append((len(history), error, state["expected_misclassified"]))
-        if state["done"]:
-            stopped_at = len(history)
-            break
+        if state["done"] and stopped_at is None:
+            stopped_at, error_at_stop = len(history), error
+        if stopped_at is not None and any(e <= STRICT for _, e, _ in curve):
+            break  # stopped, and the strict tolerance reached too (the scan goes on past its stop only for that)
     reached = next((n for n, e, _ in curve if e <= TOLERANCE), None)
     return {
         "seed": cfg.seed,
@@ -80,7 +82,7 @@ def active_run(toy: ScanToy, cfg: ActiveConfig, truth: np.ndarray, fine: np.ndar
             (curve[i][0] for i in range(len(curve)) if all(e <= TOLERANCE for _, e, _ in curve[i:])), None
         ),
         "stopped_at": stopped_at,
-        "error_at_stop": curve[-1][1],
+        "error_at_stop": error_at_stop,
         "history": history,
     }
 
