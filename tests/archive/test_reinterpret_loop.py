@@ -36,9 +36,7 @@ def test_a_loop_workflow_is_preserved_and_reinterpreted(tmp_path: Path) -> None:
     done = run_cli("reinterpret", "loop", "--patch", patch, "--store", store, "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     report = _last_json(done.stdout)
-    assert report["reran"] == ["counter"] and report["changed"] == {
-        "/parameters/target/default": {"from": 3, "to": 4}
-    }
+    assert report["reran"] == ["counter"] and report["changed"] == {"/parameters/target/default": {"from": 3, "to": 4}}
     opened = open_store(store)
     results: dict[str, dict[str, str]] = report["results"]  # type: ignore[assignment]
     state = json.loads(opened.read_blob(results["state"]["digest"]))

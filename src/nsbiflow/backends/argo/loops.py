@@ -416,7 +416,7 @@ class _LoopCompiler:
         last = self.loop.spec.max_iterations - 1
         task = _after_until(
             "publish",
-            tpl.name,
+            f"{self.name}-publish",
             f"{STOP} == true || {{{{inputs.parameters.{ITERATION}}}}} >= {last}",
             [m.Parameter(name=ITERATION, value=f"{{{{inputs.parameters.{ITERATION}}}}}")],
             given,
