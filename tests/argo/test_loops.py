@@ -4,6 +4,7 @@ and the reference checker; its shell prelude and its ``until`` script are run he
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,7 +61,7 @@ def test_the_fan_out_reads_the_iteration_output(compiled: dict[str, Any]) -> Non
     assert tasks["point"]["withParam"] == "{{=jsonpath(tasks.choose.outputs.parameters.points, '$.points')}}"
     assert tasks["point"]["dependencies"] == ["choose"]
     exported = templates["scan-choose"]["outputs"]["parameters"]
-    assert exported == [{"name": "points", "valueFrom": {"path": "/work/out/points/points.json"}}]
+    assert exported[0] == {"name": "points", "valueFrom": {"path": "/work/out/points/points.json"}}
     values = {p["name"]: p["value"] for p in tasks["point"]["arguments"]["parameters"]}
     assert values["mass"] == "{{item.mass}}" and values["mu"] == "{{item.mu}}"
     # the previous iteration's history is optional (absent in iteration 0), keyed by the previous iteration
@@ -120,3 +121,42 @@ def test_the_until_script_evaluates_the_loop_expression(tmp_path: Path, count: i
         check=True,
     )
     assert result.stdout.strip() == expected
+
+
+def _render_body(compiled: dict[str, Any], task: str, workdir: Path) -> tuple[list[str], dict[str, str]]:
+    """A body step's command line and plain environment for iteration 0, paths under ``workdir``."""
+    templates = by_name(compiled)
+    dag = {t["name"]: t for t in templates["scan-iteration"]["dag"]["tasks"]}[task]
+    values = {p["name"]: str(p["value"]) for p in dag["arguments"]["parameters"]}
+    values.update({"iteration": "0", "previous": "none"})
+
+    def sub(text: str) -> str:
+        text = re.sub(r"\{\{inputs\.parameters\.([A-Za-z0-9_-]+)\}\}", lambda mt: values[mt.group(1)], text)
+        return text.replace("/work/", f"{workdir}/")
+
+    container = templates[dag["template"]]["container"]
+    argv = [sub(a) for a in container["command"] + container["args"]]
+    env = {e["name"]: sub(e["value"]) for e in container["env"] if "value" in e}
+    return argv, env
+
+
+def test_a_loop_body_runs_through_the_caching_wrapper(compiled: dict[str, Any], tmp_path: Path) -> None:
+    """The compiled body step is run as its pod would run it, twice: the second pod is a cache hit."""
+    template = by_name(compiled)["scan-choose"]
+    assert {p["name"] for p in template["outputs"]["parameters"]} == {"points", "step-key", "cached"}
+    store = tmp_path / "store"
+    outputs = []
+    for pod in ("pod1", "pod2"):
+        workdir = tmp_path / pod
+        argv, env = _render_body(compiled, "choose", workdir)
+        assert argv[4:7] == ["nsbiflow", "pod-step", "--"]  # sh -c PRELUDE sh nsbiflow pod-step -- ...
+        env.update(
+            PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin",
+            NSBIFLOW_STORE=str(store),
+            NSBIFLOW_STATE_DIR=str(workdir / ".nsbiflow"),
+        )
+        workdir.mkdir()
+        subprocess.run(argv, env=env, cwd=workdir, check=True, capture_output=True, text=True)
+        outputs.append((workdir / "out" / "points" / "points.json").read_bytes())
+        assert (workdir / ".nsbiflow" / "cached").read_text() == ("false" if pod == "pod1" else "true")
+    assert outputs[0] == outputs[1] and json.loads(outputs[0])["points"]

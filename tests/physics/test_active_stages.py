@@ -38,7 +38,7 @@ def test_choose_scan_update_and_report(tmp_path: Path) -> None:
     )
     state = json.loads(status.read_text())
     assert state["points"] == 5 and state["iteration"] == 0 and isinstance(state["done"], bool)
-    assert 0.0 <= state["uncertain_fraction"] <= 1.0
+    assert 0.0 <= state["expected_misclassified"] <= 1.0
     # the next batch comes from the history: new points, not the initial design again
     must(run_step("choose-points", {"batch": 3}, [("history", history)], {"points": points}))
     batch = json.loads(points.read_text())["points"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -36,13 +35,6 @@ def _closure(n_obs: int = 3, scale: float = 1.0) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _scan(mu_hat: float, sigma: float) -> SimpleNamespace:
-    mu = np.linspace(-1, 4, 61)
-    return SimpleNamespace(
-        scan_mu=mu, scan_t=((mu - mu_hat) / sigma) ** 2, interval_68=(mu_hat - sigma, mu_hat + sigma), mu_hat=mu_hat
-    )
-
-
 CURVE = {
     "predicted": np.linspace(0.1, 0.9, 9).tolist(),
     "observed": np.linspace(0.12, 0.88, 9).tolist(),
@@ -55,20 +47,7 @@ CASES: dict[str, tuple[Callable[[Path], None], tuple[float, float]]] = {
     "closure_wide_values": (lambda p: plots.closure(p, "signal", _closure(2, scale=1000.0)), (2 * 3.2, 4.8)),
     "calibration": (lambda p: plots.calibration(p, "signal", CURVE), (4.5, 4.5)),
     "losses": (lambda p: plots.losses(p, "signal", LOSSES), (5.5, 4.0)),
-    "scans": (
-        lambda p: plots.scans(p, {"exact": _scan(1.0, 0.35), "nsbi": _scan(1.05, 0.37), "histogram": None}, 1.0),
-        (7.5, 5.0),
-    ),
-    "scans_with_hypothesis": (
-        lambda p: plots.scans(p, {"exact": _scan(1.0, 0.35)}, 1.0, hypothesis="signal_mean=1.4, nu_s=100"),
-        (7.5, 5.0),
-    ),
 }
-
-
-def test_scan_range_keeps_where_the_curves_say_something() -> None:
-    lo, hi = plots.scan_range({"exact": _scan(1.0, 0.35), "nsbi": _scan(1.05, 0.37), "histogram": None})
-    assert -0.3 < lo < 0.0 and 2.0 < hi < 2.4  # t <= 9 within 3 sigma of mu_hat, plus a margin; the grid is [-1, 4]
 
 
 def _png_size(path: Path) -> tuple[int, int]:

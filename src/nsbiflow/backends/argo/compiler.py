@@ -196,6 +196,30 @@ class _Compiler:
                 result.append((_Slot(name, artifact, str(path)), source))
         return result
 
+    def wrapper_environment(self, definition: StepDefinition, definition_path: Path | None) -> list[m.EnvVar]:
+        """What ``nsbiflow pod-step`` reads to compute the step key (none when the profile does not wrap)."""
+        if not self.profile.wrap:
+            return []
+        definition_json = canonical_json(definition.model_dump(mode="json", by_alias=True)).decode()
+        env = [m.EnvVar(name="NSBIFLOW_STEP_DEFINITION", value=escape_templating(definition_json))]
+        files = code_files(definition, definition_path)
+        if files:
+            env.append(m.EnvVar(name="NSBIFLOW_CODE_FILES", value=escape_templating(canonical_json(files).decode())))
+        return env + store_environment(self.profile)
+
+    def wrapper_outputs(self) -> list[m.Parameter]:
+        """The wrapper's step key and cache-hit flag as output parameters (none when the profile does not wrap)."""
+        if not self.profile.wrap:
+            return []
+        return [
+            m.Parameter(name=name, value_from=m.ValueFrom(path=str(self.work / STATE_DIR / name), default=""))
+            for name in ("step-key", "cached")
+        ]
+
+    def wrapped(self, command: list[str]) -> list[str]:
+        """``command`` run through the caching step wrapper when the profile wraps."""
+        return [*WRAPPER_COMMAND, *command] if self.profile.wrap else command
+
     def template_and_task(self, template: str, instances: list[PlannedStep]) -> tuple[m.Template, m.DAGTask]:
         first = instances[0]
         definition = first.definition
@@ -254,12 +278,7 @@ class _Compiler:
                 name=oname, path=str(path), s3=m.S3Artifact(key=self.output_key(first, oname, literal=False)),
                 archive=m.ArchiveStrategy(none=m.NoneStrategy()) if spec.kind == "file" else None,
             ))  # fmt: skip
-        out_params = None
-        if self.profile.wrap:
-            out_params = [
-                m.Parameter(name=name, value_from=m.ValueFrom(path=str(work / STATE_DIR / name), default=""))
-                for name in ("step-key", "cached")
-            ]
+        out_params = self.wrapper_outputs() or None
         step_id = f"{{{{inputs.parameters.{STEP_PARAM}}}}}" if fanned else first.id
         resources = first.resources
         declared, passthrough = step_variables(definition.env)
@@ -271,14 +290,7 @@ class _Compiler:
                                         declared={k: self.literal(v, f"env {k} of step {template!r}")
                                                   for k, v in declared.items()})  # fmt: skip
         env = [m.EnvVar(name="HOME", value="/tmp"), *(m.EnvVar(name=k, value=v) for k, v in contract.items())]
-        if self.profile.wrap:
-            definition_json = canonical_json(definition.model_dump(mode="json", by_alias=True)).decode()
-            env.append(m.EnvVar(name="NSBIFLOW_STEP_DEFINITION", value=escape_templating(definition_json)))
-            files = code_files(definition, first.definition_path)
-            if files:
-                code_json = escape_templating(canonical_json(files).decode())
-                env.append(m.EnvVar(name="NSBIFLOW_CODE_FILES", value=code_json))
-            env += store_environment(self.profile)
+        env += self.wrapper_environment(definition, first.definition_path)
         quantities = {"cpu": m.Quantity(cpu_quantity(resources)), "memory": m.Quantity(str(resources.memory))}
         if resources.gpu > 0:
             quantities[str(pool.gpu_resource)] = m.Quantity(str(resources.gpu))

@@ -12,7 +12,9 @@ Artifacts are keyed like the rest of the compile, with the iteration in the key:
 absent in iteration 0). A fan-out over ``loop.current.S.O.FIELD`` is a ``withParam`` over the JSON file exported
 as an output parameter (so under Argo's 256 KiB parameter limit); a fanned-out step's outputs are keyed by pod
 name and gathered through their common key prefix (a directory artifact), passed to the command one ``--in`` per
-file in name order. Body steps run their command directly (not through the caching step wrapper).
+file in name order. Body steps run through the caching step wrapper (``nsbiflow pod-step``) like the outer steps
+when the profile wraps: a resubmitted loop skips every body step whose key is in the store, iteration by
+iteration, as the local executor does.
 """
 
 from __future__ import annotations
@@ -219,7 +221,8 @@ class _LoopCompiler:
             for o, s in definition.outputs.items()
         ]
         exported = self.exported_parameters(template)
-        out_params = [m.Parameter(name=o, value_from=m.ValueFrom(path=str(out_paths[o]))) for o in exported] or None
+        out_params = [m.Parameter(name=o, value_from=m.ValueFrom(path=str(out_paths[o]))) for o in exported]
+        out_params += self.c.wrapper_outputs()
         resources = step.resources or definition.resources
         declared, passthrough = step_variables(definition.env)
         if passthrough:
@@ -234,7 +237,9 @@ class _LoopCompiler:
             run_id="{{workflow.name}}",
             declared=declared,
         )
-        container = self.container(definition, resources, ["sh", "-c", PRELUDE, "sh", *argv], env)
+        wrapper_env = self.c.wrapper_environment(definition, self.loop.definitions[template][1])
+        command = ["sh", "-c", PRELUDE, "sh", *self.c.wrapped(argv)]
+        container = self.container(definition, resources, command, env, wrapper_env)
         tpl = m.Template(
             name=f"{self.name}-{compiler_task_name(template)}",
             metadata=m.Metadata(
@@ -244,7 +249,7 @@ class _LoopCompiler:
                 }
             ),
             inputs=m.Inputs(parameters=params, artifacts=inputs or None),
-            outputs=m.Outputs(artifacts=outputs or None, parameters=out_params),
+            outputs=m.Outputs(artifacts=outputs or None, parameters=out_params or None),
             container=container,
         )
         task = m.DAGTask(
@@ -277,7 +282,12 @@ class _LoopCompiler:
         return names
 
     def container(
-        self, definition: StepDefinition | None, resources: Any, command: list[str], env: dict[str, str]
+        self,
+        definition: StepDefinition | None,
+        resources: Any,
+        command: list[str],
+        env: dict[str, str],
+        extra_env: list[m.EnvVar] | None = None,
     ) -> m.Container:
         from nsbiflow.backends.argo.compiler import cpu_quantity, step_image
         from nsbiflow.backends.argo.security import container_security_context, volume_mounts
@@ -290,7 +300,11 @@ class _LoopCompiler:
             command=command[:1],
             args=command[1:],
             working_dir=str(self.c.work),
-            env=[m.EnvVar(name="HOME", value="/tmp"), *(m.EnvVar(name=k, value=v) for k, v in env.items())],
+            env=[
+                m.EnvVar(name="HOME", value="/tmp"),
+                *(m.EnvVar(name=k, value=v) for k, v in env.items()),
+                *(extra_env or []),
+            ],
             resources=m.ResourceRequirements(requests=dict(quantities), limits=dict(quantities)),
             security_context=container_security_context(self.c.profile),
             volume_mounts=volume_mounts(self.c.profile),
@@ -400,15 +414,12 @@ class _LoopCompiler:
             container=self.container(None, resources, ["sh", "-c", " && ".join(copies)], {}),
         )
         last = self.loop.spec.max_iterations - 1
-        task = m.DAGTask(
-            name="publish",
-            template=tpl.name,
-            dependencies=["until"],
-            when=f"{STOP} == true || {{{{inputs.parameters.{ITERATION}}}}} >= {last}",
-            arguments=m.Arguments(
-                parameters=[m.Parameter(name=ITERATION, value=f"{{{{inputs.parameters.{ITERATION}}}}}")],
-                artifacts=given,
-            ),
+        task = _after_until(
+            "publish",
+            f"{self.name}-publish",
+            f"{STOP} == true || {{{{inputs.parameters.{ITERATION}}}}} >= {last}",
+            [m.Parameter(name=ITERATION, value=f"{{{{inputs.parameters.{ITERATION}}}}}")],
+            given,
         )
         return tpl, task
 
@@ -424,17 +435,14 @@ class _LoopCompiler:
         until_tpl, until_task = self.until()
         publish_tpl, publish_task = self.publish()
         last = self.loop.spec.max_iterations - 1
-        next_task = m.DAGTask(
-            name="next",
-            template=self.iteration_template,
-            dependencies=["until"],
-            when=f"{STOP} == false && {{{{inputs.parameters.{ITERATION}}}}} < {last}",
-            arguments=m.Arguments(
-                parameters=[
-                    m.Parameter(name=ITERATION, value=f"{{{{=asInt(inputs.parameters.{ITERATION}) + 1}}}}"),
-                    m.Parameter(name=PREVIOUS_PARAM, value=f"{{{{inputs.parameters.{ITERATION}}}}}"),
-                ]
-            ),
+        next_task = _after_until(
+            "next",
+            self.iteration_template,
+            f"{STOP} == false && {{{{inputs.parameters.{ITERATION}}}}} < {last}",
+            [
+                m.Parameter(name=ITERATION, value=f"{{{{=asInt(inputs.parameters.{ITERATION}) + 1}}}}"),
+                m.Parameter(name=PREVIOUS_PARAM, value=f"{{{{inputs.parameters.{ITERATION}}}}}"),
+            ],
         )
         iteration = m.Template(
             name=self.iteration_template,
@@ -451,6 +459,19 @@ class _LoopCompiler:
             ),
         )
         return [iteration, *templates, until_tpl, publish_tpl], start
+
+
+def _after_until(
+    name: str, template: str, when: str, parameters: list[m.Parameter], artifacts: list[m.Artifact] | None = None
+) -> m.DAGTask:
+    """A task of the iteration DAG that runs after ``until`` when ``when`` holds (``next`` or ``publish``)."""
+    return m.DAGTask(
+        name=name,
+        template=template,
+        dependencies=["until"],
+        when=when,
+        arguments=m.Arguments(parameters=parameters, artifacts=artifacts or None),
+    )
 
 
 def compiler_task_name(template: str) -> str:

@@ -3,8 +3,10 @@
 Straddle (Bryan et al. 2005): ``1.96 sigma(x) - |mean(x) - level|``, large where the GP cannot tell which side
 of the level ``x`` is on. A batch is built greedily with the *kriging believer*: after each pick the GP is
 conditioned on its own mean there (same kernel), which shrinks the uncertainty around the pick so the next
-one goes elsewhere; the batch runs in parallel. The scan stops when the fraction of the parameter grid whose
-side of the contour is uncertain (``|mean - level| < z sigma``) is below a threshold.
+one goes elsewhere; the batch runs in parallel. The stopping rule uses the GP's *expected misclassified
+fraction* of the scan: at each grid point the probability that the GP puts it on the wrong side of the level,
+``Phi(-|mean - level| / sigma)``, averaged over the grid. That is the expectation of the error the scan is judged
+by (the misclassified area against the true contour), so it is compared with the declared tolerance directly.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.special import ndtr
 from scipy.stats import qmc
 from sklearn.gaussian_process import GaussianProcessRegressor
 
@@ -30,9 +33,9 @@ def straddle(mean: np.ndarray, std: np.ndarray, level: float) -> np.ndarray:
     return 1.96 * std - np.abs(mean - level)
 
 
-def uncertain_fraction(mean: np.ndarray, std: np.ndarray, level: float, z: float = 1.96) -> float:
-    """The fraction of the grid whose classification (above / below ``level``) is not yet ``z``-sigma sure."""
-    return float(np.mean(np.abs(mean - level) < z * std))
+def expected_misclassified(mean: np.ndarray, std: np.ndarray, level: float) -> float:
+    """The GP's expected misclassified fraction of the grid: the mean of ``Phi(-|mean - level| / std)``."""
+    return float(np.mean(ndtr(-np.abs(mean - level) / np.maximum(std, 1e-12))))
 
 
 def choose_batch(

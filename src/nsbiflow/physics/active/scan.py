@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from nsbiflow.physics.active.acquisition import choose_batch, initial_design, uncertain_fraction
+from nsbiflow.physics.active.acquisition import choose_batch, expected_misclassified, initial_design
 from nsbiflow.physics.active.surrogate import Scale, fit, level, transform, unit_grid
 
 
@@ -26,8 +26,12 @@ class ActiveConfig(BaseModel):
     batch: int = Field(3, ge=1, le=64, description="points chosen per iteration (simulated in parallel)")
     resolution: int = Field(41, ge=5, le=201, description="candidate grid per axis (acquisition, stopping rule)")
     cls_level: float = Field(0.05, gt=0, lt=1, description="the contour: CLs = cls_level")
-    z: float = Field(1.96, gt=0, description="a grid point is uncertain when |mean - level| < z sigma")
-    stop_fraction: float = Field(0.01, ge=0, lt=1, description="stop when the uncertain fraction is below this")
+    stop_fraction: float = Field(
+        0.01, ge=0, lt=1, description="stop when the GP's expected misclassified fraction of the scan is below this"
+    )
+    patience: int = Field(
+        2, ge=1, le=10, description="iterations in a row the stopping condition must hold (the last ones)"
+    )
     seed: int = Field(0, description="seed of the initial design and the GP optimiser restarts")
     mass_range: list[float] = Field([1.5, 8.5], min_length=2, max_length=2, description="scan range of the signal mass")
     mu_range: list[float] = Field(
@@ -71,10 +75,30 @@ def surrogate(history: Sequence[dict[str, Any]], cfg: ActiveConfig, resolution: 
     }
 
 
-def status(history: Sequence[dict[str, Any]], cfg: ActiveConfig) -> dict[str, Any]:
-    """``{"done", "uncertain_fraction", "points"}``: done when the contour's uncertain fraction is small."""
+def _expected_error(history: Sequence[dict[str, Any]], cfg: ActiveConfig) -> float:
     u, z = _training(history, cfg)
     gp = fit(u, z, cfg.seed)
     mean, std = gp.predict(unit_grid(cfg.resolution), return_std=True)
-    fraction = uncertain_fraction(mean, std, level(cfg.cls_level), cfg.z)
-    return {"done": bool(fraction < cfg.stop_fraction), "uncertain_fraction": fraction, "points": len(history)}
+    return expected_misclassified(mean, std, level(cfg.cls_level))
+
+
+def status(history: Sequence[dict[str, Any]], cfg: ActiveConfig) -> dict[str, Any]:
+    """``{"done", "expected_misclassified", "points"}``: done when the GP's expected misclassified fraction is
+    below ``stop_fraction`` after each of the last ``patience`` iterations.
+
+    With few points the fitted length-scales can be too long and the GP overconfident (its expected error then
+    undershoots the true one for an iteration or two); asking for the condition on consecutive iterations, each
+    judged by the GP of the points known then, is what keeps the rule from stopping on such a fluke.
+    """
+    fraction = _expected_error(history, cfg)
+    done = fraction < cfg.stop_fraction
+    iterations = sorted({int(p.get("iteration", 0)) for p in history})
+    if done and cfg.patience > 1:
+        if len(iterations) < cfg.patience:
+            done = False
+        for last in iterations[-cfg.patience : -1] if done else []:
+            earlier = [p for p in history if int(p.get("iteration", 0)) <= last]
+            if _expected_error(earlier, cfg) >= cfg.stop_fraction:
+                done = False
+                break
+    return {"done": bool(done), "expected_misclassified": fraction, "points": len(history)}
