@@ -5,7 +5,15 @@
 * normalisation: the weighted mean of ``r`` over the reference must be 1;
 * calibration: binned in the classifier output ``s = r / (1 + r)``, the numerator fraction (classes
   balanced) must equal the mean ``s`` (the expected calibration error, ECE, summarises it);
-* losses: training vs holdout loss of every member at its best epoch.
+* losses: training vs holdout loss of every member at its best epoch;
+* ratio closure: the same comparison in bins of the learned ratio itself (where a miscalibrated ratio is
+  wrong, a 1-D marginal averages it away), as a z-score of its chi2 against the chi2 distribution;
+* a classifier two-sample test: a classifier of the numerator against the reference reweighted by ``r``
+  (held-out weighted AUC, 0.5 when ``r`` is right), as a z-score against its null error.
+
+The two z-score gates are calibrated on the exact ratio: with the toy's exact densities, at the workflow's
+sample sizes, both z-scores scatter like a standard normal (docs/physics.md: the numbers and the rule), so a
+tolerance of ``z = 3.09`` (a one-sided p-value of 1e-3) is one the exact ratio passes 999 times in 1000.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ class Tolerances(BaseModel):
     max_chi2_ndf: float = Field(3.0, gt=0, description="closure chi2/ndf, worst observable")
     max_norm_deviation: float = Field(0.1, gt=0, description="|mean r over the reference - 1|")
     max_ece: float = Field(0.05, gt=0, description="expected calibration error of s = r/(1+r)")
+    max_ratio_closure_z: float = Field(3.09, gt=0, description="closure in bins of the learned ratio, z-score")
+    max_two_sample_z: float = Field(3.09, gt=0, description="classifier two-sample test, (AUC - 0.5) / error")
 
 
 def closure(
@@ -66,6 +76,79 @@ def closure(
             "chi2_ndf": chi2 / ndf,
         }
     return out
+
+
+MIN_REFERENCE_PER_BIN = 25  # reference events a ratio bin needs for its weighted sum's variance estimate
+
+
+def ratio_closure(
+    log_r_num: FloatArray,
+    w_num: FloatArray,
+    log_r_ref: FloatArray,
+    w_ref: FloatArray,
+    r_ref: FloatArray,
+    n_bins: int = 20,
+) -> dict[str, Any]:
+    """Numerator vs reweighted reference in bins of the learned ``log r``; chi2, ndf, p-value and z-score.
+
+    Bins hold equal numerator weight (so the ratio's largest values, where the reference is sparse, get bins
+    of their own); from the top down, a bin with fewer than ``MIN_REFERENCE_PER_BIN`` reference events is
+    merged into the next one. Both histograms are normalised, so ``ndf = bins - 1``. ``r_ref`` is the
+    (normalised) ratio the reference is weighted with; ``log_r_*`` only define the bins.
+    """
+    from scipy.stats import chi2 as chi2_dist
+    from scipy.stats import norm
+
+    edges = np.unique(np.quantile(log_r_num, np.linspace(0, 1, n_bins + 1)))
+    edges[0] = min(edges[0], float(log_r_ref.min()))
+    edges[-1] = max(edges[-1], float(log_r_ref.max()))
+    counts = np.histogram(log_r_ref, edges)[0]
+    keep = [len(edges) - 1]  # merge sparse bins from the top (highest ratio) down
+    running = 0
+    for k in range(len(counts) - 1, 0, -1):
+        running += counts[k]
+        if running >= MIN_REFERENCE_PER_BIN:
+            keep.append(k)
+            running = 0
+    keep.append(0)
+    edges = edges[sorted(set(keep))]
+    wn = w_num / w_num.sum()
+    wr = w_ref / w_ref.sum()
+    h_num = np.histogram(log_r_num, edges, weights=wn)[0]
+    v_num = np.histogram(log_r_num, edges, weights=wn**2)[0]
+    h_rw = np.histogram(log_r_ref, edges, weights=wr * r_ref)[0]
+    v_rw = np.histogram(log_r_ref, edges, weights=(wr * r_ref) ** 2)[0]
+    h_raw = np.histogram(log_r_ref, edges, weights=wr)[0]
+    chi2 = float(np.sum((h_num - h_rw) ** 2 / np.maximum(v_num + v_rw, 1e-300)))
+    ndf = max(len(edges) - 2, 1)
+    p_value = float(chi2_dist.sf(chi2, ndf))
+    return {
+        "edges": edges.tolist(),
+        "numerator": h_num.tolist(),
+        "numerator_err": np.sqrt(v_num).tolist(),
+        "reweighted": h_rw.tolist(),
+        "reweighted_err": np.sqrt(v_rw).tolist(),
+        "reference": h_raw.tolist(),
+        "chi2": chi2,
+        "ndf": ndf,
+        "chi2_ndf": chi2 / ndf,
+        "p_value": p_value,
+        "z": float(np.clip(norm.isf(max(p_value, 1e-300)), -40.0, 40.0)),
+    }
+
+
+def two_sample(
+    x_num: FloatArray, w_num: FloatArray, x_ref: FloatArray, w_ref: FloatArray, r_ref: FloatArray, seed: int = 0
+) -> dict[str, float] | None:
+    """Classifier two-sample test of the numerator against the reference reweighted by ``r_ref``.
+
+    ``None`` when a sample has negative weights (the classifier's weights must be non-negative).
+    """
+    if (w_num < 0).any() or (w_ref < 0).any():
+        return None
+    from nsbiflow.physics.two_sample import classifier_auc
+
+    return classifier_auc(x_ref, w_ref * r_ref, x_num, w_num, folds=2, seed=seed)
 
 
 def normalisation(w_ref: FloatArray, r_ref: FloatArray) -> float:
@@ -126,4 +209,17 @@ def check(metrics: dict[str, Any], tol: Tolerances) -> list[str]:
     ece = metrics["calibration"]["ece"]
     if ece > tol.max_ece:
         failures.append(f"calibration of '{label}': ECE = {ece:.4f} exceeds the tolerance {tol.max_ece:g}")
+    rc = metrics.get("ratio_closure")
+    if rc is not None and rc["z"] > tol.max_ratio_closure_z:
+        failures.append(
+            f"closure of '{label}' in bins of the learned ratio: chi2/ndf = {rc['chi2']:.1f}/{rc['ndf']} "
+            f"(z = {rc['z']:.2f}) exceeds the tolerance z = {tol.max_ratio_closure_z:g}"
+        )
+    ts = metrics.get("two_sample")
+    if ts is not None and ts["z"] > tol.max_two_sample_z:
+        failures.append(
+            f"two-sample test of '{label}': a classifier tells the numerator from the reweighted reference, "
+            f"AUC = {ts['auc']:.4f} +- {ts['auc_error']:.4f} (z = {ts['z']:.2f}) exceeds the tolerance "
+            f"z = {tol.max_two_sample_z:g}"
+        )
     return failures

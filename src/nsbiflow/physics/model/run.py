@@ -7,15 +7,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nsbiflow.physics.errors import StageError
 from nsbiflow.physics.model import plots as draw
 from nsbiflow.physics.model.analysis import analyse
 from nsbiflow.physics.model.data import Table, read_samples, require
-from nsbiflow.physics.model.histogram import binned_model, default_observable, to_pyhf
+from nsbiflow.physics.model.histogram import (
+    DISCRIMINANT,
+    Interpolation,
+    binned_model,
+    default_observable,
+    discriminant_tables,
+    to_pyhf,
+)
 from nsbiflow.physics.model.likelihood import Likelihood
 from nsbiflow.physics.model.loader import load_model
 from nsbiflow.physics.model.results import Results, summary
 from nsbiflow.physics.model.spec import Model, UnbinnedRegion
+
+ALL_METHODS = ("exact", "nsbi", "discriminant", "histogram")
 
 
 def _closure(diagnostics: Sequence[Path]) -> dict[str, Any]:
@@ -27,6 +38,11 @@ def _closure(diagnostics: Sequence[Path]) -> dict[str, Any]:
         m = json.loads(path.read_text())
         closure[m["label"]] = {k: m[k] for k in ("max_chi2_ndf", "normalisation", "passed", "members", "mean_spread")}
         closure[m["label"]]["ece"] = m["calibration"]["ece"]
+        if m.get("ratio_closure"):
+            closure[m["label"]]["ratio_closure_z"] = m["ratio_closure"]["z"]
+        if m.get("two_sample"):
+            closure[m["label"]]["two_sample_auc"] = m["two_sample"]["auc"]
+            closure[m["label"]]["two_sample_z"] = m["two_sample"]["z"]
     return closure
 
 
@@ -36,6 +52,14 @@ def _support_info(model: Model, tables: dict[str, Table]) -> dict[str, Any]:
         if isinstance(region, UnbinnedRegion) and isinstance(region.data, str) and region.data in tables:
             inside = tables[region.data].in_support
             info[name] = {"observed_in_support": int(inside.sum()), "observed_outside_support": int((~inside).sum())}
+        if isinstance(region, UnbinnedRegion):
+            # every process's held-out sample (and the reference): the weighted fraction outside the support
+            samples = {p.sample for p in region.processes.values()} | {region.reference}
+            info.setdefault(name, {})["outside_fraction"] = {
+                s: float(1 - np.average(tables[s].in_support, weights=np.abs(tables[s].weights)))
+                for s in sorted(samples)
+                if s in tables and len(tables[s]) and np.abs(tables[s].weights).sum() > 0
+            }
     return info
 
 
@@ -55,6 +79,9 @@ def run_fit(
     impacts: bool,
     cls: bool,
     injected: dict[str, float],
+    hist_interpolation: Interpolation = "code4",
+    discriminant_null: dict[str, float] | None = None,
+    discriminant_alt: dict[str, float] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Results document and pyhf workspace; plots are written into ``plots``."""
     model = load_model(model_path)
@@ -92,14 +119,29 @@ def run_fit(
             results["exact"] = analyse(Likelihood(model, tables, "exact", truth), **options)
         elif method == "nsbi":
             results["nsbi"] = analyse(Likelihood(model, tables, "nsbi"), **options)
+        elif method == "discriminant":
+            pois = model.pois()
+            null = {p: 0.0 for p in pois} | dict(discriminant_null or {})
+            alt = {p: 1.0 for p in pois} | dict(discriminant_alt or {})
+            for name in (*null, *alt):
+                if name not in model.parameters:
+                    raise StageError(f"fit: discriminant parameter {name!r} is not a parameter of the model")
+            with_d = discriminant_tables(model, tables, null, alt)
+            binned = binned_model(model, DISCRIMINANT, hist_bins, hist_interpolation, variations="reweighted")
+            results["discriminant"] = analyse(Likelihood(binned, with_d, "nsbi"), **options)
         else:
             first = tables[next(iter(next(iter(model.regions.values())).processes.values())).sample]
             names = list(first.meta.get("observables", [])) or [c for c in first.columns if not c.startswith("logr_")]
             observable = default_observable(model, tables, names) if hist_observable == "auto" else hist_observable
-            hist = Likelihood(binned_model(model, observable, hist_bins), tables, "nsbi")
+            hist = Likelihood(binned_model(model, observable, hist_bins, hist_interpolation), tables, "nsbi")
             results["histogram"] = analyse(hist, **options)
             spec, workspace_note = to_pyhf(hist)
             workspace = spec or {}
+            if spec and hist_interpolation == "code4":
+                workspace_note = (
+                    "the fit interpolated the histogram's shape systematics with multiplicative code 4 (the NSBI "
+                    "convention); pyhf's histosys is additive (code 4p), so pyhf on this workspace differs slightly"
+                )
     poi = model.pois()[0]
     truth_meta: dict[str, Any] = {}
     for region in model.regions.values():
@@ -112,7 +154,7 @@ def run_fit(
     document: dict[str, Any] = {
         "model": model.metadata.name,
         "poi": poi,
-        "methods": {m: results.get(m) for m in ("exact", "nsbi", "histogram") if m in results or m in skipped},
+        "methods": {m: results.get(m) for m in ALL_METHODS if m in results or m in skipped},
         "skipped": skipped,
         "injected": known,
         "mu_injected": known.get(poi),
@@ -121,12 +163,18 @@ def run_fit(
         "ensemble_size": {k: int(v) for k, v in info.get("ensemble_size", {}).items()},
         "histogram_observable": observable,
         "workspace": workspace_note,
-        "settings": {"methods": list(methods), "truth_config": truth_config, "n_scan": n_scan, "hist_bins": hist_bins},
+        "settings": {
+            "methods": list(methods),
+            "truth_config": truth_config,
+            "n_scan": n_scan,
+            "hist_bins": hist_bins,
+            "hist_interpolation": hist_interpolation,
+        },
     }
     for method, result in results.items():
         document[method] = summary(result, poi)
     if "exact" in results:
-        for method in ("nsbi", "histogram"):
+        for method in ALL_METHODS[1:]:
             if method in results:
                 for key in ("width_68", "width_95"):
                     document["comparison"] = document.get("comparison", {})
