@@ -18,7 +18,7 @@ tolerance of ``z = 3.09`` (a one-sided p-value of 1e-3) is one the exact ratio p
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -190,36 +190,59 @@ def loss_summary(manifest: dict[str, Any]) -> dict[str, float]:
     return {"train_loss": train, "holdout_loss": hold, "holdout_over_train": hold / train if train else float("nan")}
 
 
+GATES = ("closure", "normalisation", "calibration", "ratio_closure", "two_sample")
+Gate = Literal["closure", "normalisation", "calibration", "ratio_closure", "two_sample"]
+
+
 def check(metrics: dict[str, Any], tol: Tolerances) -> list[str]:
     """The failed checks, each as one sentence saying which check and by how much."""
+    return [sentence for _, sentence in check_named(metrics, tol)]
+
+
+def check_named(metrics: dict[str, Any], tol: Tolerances) -> list[tuple[Gate, str]]:
+    """The failed checks as (gate name, sentence) pairs."""
     label = metrics["label"]
-    failures = []
+    failures: list[tuple[Gate, str]] = []
     worst_name, worst = max(((k, v["chi2_ndf"]) for k, v in metrics["closure"].items()), key=lambda kv: kv[1])
     if worst > tol.max_chi2_ndf:
         failures.append(
-            f"closure of '{label}' in {worst_name}: chi2/ndf = {worst:.2f} exceeds the tolerance "
-            f"{tol.max_chi2_ndf:g} by {worst - tol.max_chi2_ndf:.2f}"
+            (
+                "closure",
+                f"closure of '{label}' in {worst_name}: chi2/ndf = {worst:.2f} exceeds the tolerance "
+                f"{tol.max_chi2_ndf:g} by {worst - tol.max_chi2_ndf:.2f}",
+            )
         )
     norm = metrics["normalisation"]
     if abs(norm - 1) > tol.max_norm_deviation:
         failures.append(
-            f"normalisation of '{label}': mean r over the reference = {norm:.4f}, off by {abs(norm - 1):.4f} "
-            f"(tolerance {tol.max_norm_deviation:g})"
+            (
+                "normalisation",
+                f"normalisation of '{label}': mean r over the reference = {norm:.4f}, off by {abs(norm - 1):.4f} "
+                f"(tolerance {tol.max_norm_deviation:g})",
+            )
         )
     ece = metrics["calibration"]["ece"]
     if ece > tol.max_ece:
-        failures.append(f"calibration of '{label}': ECE = {ece:.4f} exceeds the tolerance {tol.max_ece:g}")
+        failures.append(
+            ("calibration", f"calibration of '{label}': ECE = {ece:.4f} exceeds the tolerance {tol.max_ece:g}")
+        )
     rc = metrics.get("ratio_closure")
     if rc is not None and rc["z"] > tol.max_ratio_closure_z:
         failures.append(
-            f"closure of '{label}' in bins of the learned ratio: chi2/ndf = {rc['chi2']:.1f}/{rc['ndf']} "
-            f"(z = {rc['z']:.2f}) exceeds the tolerance z = {tol.max_ratio_closure_z:g}"
+            (
+                "ratio_closure",
+                f"closure of '{label}' in bins of the learned ratio: chi2/ndf = {rc['chi2']:.1f}/{rc['ndf']} "
+                f"(z = {rc['z']:.2f}) exceeds the tolerance z = {tol.max_ratio_closure_z:g}",
+            )
         )
     ts = metrics.get("two_sample")
     if ts is not None and ts["z"] > tol.max_two_sample_z:
         failures.append(
-            f"two-sample test of '{label}': a classifier tells the numerator from the reweighted reference, "
-            f"AUC = {ts['auc']:.4f} +- {ts['auc_error']:.4f} (z = {ts['z']:.2f}) exceeds the tolerance "
-            f"z = {tol.max_two_sample_z:g}"
+            (
+                "two_sample",
+                f"two-sample test of '{label}': a classifier tells the numerator from the reweighted reference, "
+                f"AUC = {ts['auc']:.4f} +- {ts['auc_error']:.4f} (z = {ts['z']:.2f}) exceeds the tolerance "
+                f"z = {tol.max_two_sample_z:g}",
+            )
         )
     return failures

@@ -40,6 +40,7 @@ def _closure(diagnostics: Sequence[Path]) -> dict[str, Any]:
         closure[m["label"]]["ece"] = m["calibration"]["ece"]
         if m.get("ratio_closure"):
             closure[m["label"]]["ratio_closure_z"] = m["ratio_closure"]["z"]
+        closure[m["label"]]["advisory_failures"] = len(m.get("advisory_failures", []))
         if m.get("two_sample"):
             closure[m["label"]]["two_sample_auc"] = m["two_sample"]["auc"]
             closure[m["label"]]["two_sample_z"] = m["two_sample"]["z"]
