@@ -94,7 +94,7 @@ def test_one_epoch_ensemble_fails_calibrate(tmp_path: Path) -> None:
         must(
             run_step(
                 "generate",
-                {"process": process, "seed": 5, "n_events": 10_000, "n_holdout": N},
+                {"process": process, "seed": 5, "n_events": 5_000, "n_holdout": 10_000},
                 outputs={"events": samples / f"{process}.e.parquet", "holdout": samples / f"{process}.h.parquet"},
             )
         )
