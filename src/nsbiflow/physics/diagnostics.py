@@ -39,6 +39,29 @@ class Tolerances(BaseModel):
     max_two_sample_z: float = Field(3.09, gt=0, description="classifier two-sample test, (AUC - 0.5) / error")
 
 
+def _compare(
+    v_num: FloatArray, w_num: FloatArray, v_ref: FloatArray, w_rw: FloatArray, w_raw: FloatArray, edges: Any, ndf: int
+) -> dict[str, Any]:
+    """Numerator (weights ``w_num``) vs reweighted reference (``w_rw``) histograms of ``v_*`` in ``edges``, the
+    raw reference (``w_raw``), both statistical errors, and the chi2."""
+    h_num = np.histogram(v_num, edges, weights=w_num)[0]
+    e_num = np.histogram(v_num, edges, weights=w_num**2)[0]
+    h_rw = np.histogram(v_ref, edges, weights=w_rw)[0]
+    e_rw = np.histogram(v_ref, edges, weights=w_rw**2)[0]
+    chi2 = float(np.sum((h_num - h_rw) ** 2 / np.maximum(e_num + e_rw, 1e-300)))
+    return {
+        "edges": np.asarray(edges).tolist(),
+        "numerator": h_num.tolist(),
+        "numerator_err": np.sqrt(e_num).tolist(),
+        "reweighted": h_rw.tolist(),
+        "reweighted_err": np.sqrt(e_rw).tolist(),
+        "reference": np.histogram(v_ref, edges, weights=w_raw)[0].tolist(),
+        "chi2": chi2,
+        "ndf": ndf,
+        "chi2_ndf": chi2 / ndf,
+    }
+
+
 def closure(
     x_num: FloatArray,
     w_num: FloatArray,
@@ -56,25 +79,7 @@ def closure(
         edges = np.quantile(x_num[:, j], np.linspace(0, 1, n_bins + 1))
         edges[0], edges[-1] = min(edges[0], x_ref[:, j].min()), max(edges[-1], x_ref[:, j].max())
         edges = np.unique(edges)
-        h_num = np.histogram(x_num[:, j], edges, weights=wn)[0]
-        v_num = np.histogram(x_num[:, j], edges, weights=wn**2)[0]
-        h_rw = np.histogram(x_ref[:, j], edges, weights=wr * r_ref)[0]
-        v_rw = np.histogram(x_ref[:, j], edges, weights=(wr * r_ref) ** 2)[0]
-        h_raw = np.histogram(x_ref[:, j], edges, weights=wr)[0]
-        var = np.maximum(v_num + v_rw, 1e-300)
-        chi2 = float(np.sum((h_num - h_rw) ** 2 / var))
-        ndf = len(edges) - 1
-        out[name] = {
-            "edges": edges.tolist(),
-            "numerator": h_num.tolist(),
-            "numerator_err": np.sqrt(v_num).tolist(),
-            "reweighted": h_rw.tolist(),
-            "reweighted_err": np.sqrt(v_rw).tolist(),
-            "reference": h_raw.tolist(),
-            "chi2": chi2,
-            "ndf": ndf,
-            "chi2_ndf": chi2 / ndf,
-        }
+        out[name] = _compare(x_num[:, j], wn, x_ref[:, j], wr * r_ref, wr, edges, len(edges) - 1)
     return out
 
 
@@ -114,27 +119,9 @@ def ratio_closure(
     edges = edges[sorted(set(keep))]
     wn = w_num / w_num.sum()
     wr = w_ref / w_ref.sum()
-    h_num = np.histogram(log_r_num, edges, weights=wn)[0]
-    v_num = np.histogram(log_r_num, edges, weights=wn**2)[0]
-    h_rw = np.histogram(log_r_ref, edges, weights=wr * r_ref)[0]
-    v_rw = np.histogram(log_r_ref, edges, weights=(wr * r_ref) ** 2)[0]
-    h_raw = np.histogram(log_r_ref, edges, weights=wr)[0]
-    chi2 = float(np.sum((h_num - h_rw) ** 2 / np.maximum(v_num + v_rw, 1e-300)))
-    ndf = max(len(edges) - 2, 1)
-    p_value = float(chi2_dist.sf(chi2, ndf))
-    return {
-        "edges": edges.tolist(),
-        "numerator": h_num.tolist(),
-        "numerator_err": np.sqrt(v_num).tolist(),
-        "reweighted": h_rw.tolist(),
-        "reweighted_err": np.sqrt(v_rw).tolist(),
-        "reference": h_raw.tolist(),
-        "chi2": chi2,
-        "ndf": ndf,
-        "chi2_ndf": chi2 / ndf,
-        "p_value": p_value,
-        "z": float(np.clip(norm.isf(max(p_value, 1e-300)), -40.0, 40.0)),
-    }
+    out = _compare(log_r_num, wn, log_r_ref, wr * r_ref, wr, edges, max(len(edges) - 2, 1))
+    p_value = float(chi2_dist.sf(out["chi2"], out["ndf"]))
+    return {**out, "p_value": p_value, "z": float(np.clip(norm.isf(max(p_value, 1e-300)), -40.0, 40.0))}
 
 
 def two_sample(

@@ -127,7 +127,11 @@ def run_fit(
             for name in (*null, *alt):
                 if name not in model.parameters:
                     raise StageError(f"fit: discriminant parameter {name!r} is not a parameter of the model")
-            with_d = discriminant_tables(model, tables, null, alt)
+            try:
+                with_d = discriminant_tables(model, tables, null, alt)
+            except StageError as error:  # a process ratio not evaluated on some sample: the others still run
+                skipped["discriminant"] = f"{error} (the discriminant needs every process ratio on every sample)"
+                continue
             binned = binned_model(model, DISCRIMINANT, hist_bins, hist_interpolation, variations="reweighted")
             results["discriminant"] = analyse(Likelihood(binned, with_d, "nsbi"), **options)
         else:
