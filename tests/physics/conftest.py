@@ -144,7 +144,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
         must(
             run_step(
                 "calibrate",
-                {"max_chi2_ndf": 5.0},
+                {"max_chi2_ndf": 5.0, "advisory": ["ratio_closure", "two_sample"]},  # CI-small ensembles
                 [
                     ("ensemble", c.ensemble(label)),
                     ("numerator", c.events(label, "holdout")),

@@ -52,6 +52,21 @@ def test_nsbi_interval_close_to_exact_and_histogram_wider(chain: Chain) -> None:
     assert lo < 1.0 < hi
 
 
+def test_discriminant_histogram_and_support_fractions_are_reported(chain: Chain) -> None:
+    doc = json.loads(chain.results.read_text())
+    width = {m: doc[m]["width_68"] for m in ("exact", "nsbi", "discriminant", "histogram")}
+    assert width["exact"] < width["discriminant"] < width["histogram"], width
+    assert doc["methods"]["discriminant"]["converged"] and doc["settings"]["hist_interpolation"] == "code4"
+    assert "code 4" in doc["workspace"]  # the pyhf export says its histosys is additive
+    outside = doc["support"]["SR"]["outside_fraction"]
+    assert set(outside) == {"signal", "background", "reference"}
+    assert all(0.0 <= v < 0.2 for v in outside.values()), outside
+    for label in ("signal", "background"):
+        assert {"ratio_closure_z", "two_sample_z", "two_sample_auc"} <= set(doc["closure"][label])
+    summary = (chain.root / "plots" / "summary.md").read_text()
+    assert "| histogram of the NSBI discriminant |" in summary and "| histogram (x0) |" in summary
+
+
 def test_learned_ratios_approximate_the_exact_ones(chain: Chain) -> None:
     table = pq.read_table(chain.ratios / "observed.parquet")
     x = np.stack([table.column(f"x{j}").to_numpy() for j in range(5)], axis=1)

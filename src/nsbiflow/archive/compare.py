@@ -67,7 +67,7 @@ def quantities(result: Any, prefix: str = "", depth: int = 0) -> dict[str, Value
 
 
 _ORDER = ("hat", "best", "poi", "interval_68", "interval_95", "interval", "upper", "limit", "cls", "z0", "signif")
-_KNOWN_METHODS = ("exact", "nsbi", "histogram")
+_KNOWN_METHODS = ("exact", "nsbi", "discriminant", "histogram")
 
 
 def _rank(name: str, order: tuple[str, ...]) -> int:

@@ -1,9 +1,12 @@
 """The support classifier: where does the reference sample cover the phase space well enough?
 
 A classifier is trained to separate the pooled simulated samples (signal and background variations,
-each with equal total weight) from the reference. Its logit estimates ``log p_pool / p_ref``; where that
-ratio exceeds ``max_ratio`` the reference is too sparse for density ratios to be trusted, and events there
-are handled by the binned part of the likelihood ("safely in support use NSBI, outside use binned").
+each with equal total weight; never the reference itself) from the reference. Its logit estimates
+``log p_pool / p_ref`` with ``p_pool`` the mean of the pooled processes' densities, so the rule reads: an
+event is outside the support where the processes' mean ratio to the reference exceeds ``max_ratio``. There
+the reference is too sparse for density ratios to be trusted, and events there are handled by the binned part
+of the likelihood ("safely in support use NSBI, outside use binned"). Because the signal is in the pool, the
+signal core (where the signal ratio is largest) is covered by the classifier like every other region.
 """
 
 from __future__ import annotations
@@ -52,3 +55,10 @@ class SupportModel:
     def contains(self, x: NDArray[np.float64]) -> NDArray[np.bool_]:
         """True where the event is inside the support."""
         return np.asarray(self.log_ratio(x) < np.log(self.max_ratio))
+
+
+def outside_fraction(model: SupportModel, x: NDArray[np.float64], weights: NDArray[np.float64]) -> float:
+    """The weighted fraction of events outside the support."""
+    if len(x) == 0:
+        return 0.0
+    return float(1 - np.average(model.contains(x), weights=weights))

@@ -121,11 +121,16 @@ class AnalyseOptions(_Schema):
     """One method of the ``fit`` step's analysis of an NSBI model (``physics.model.run.MethodTask``)."""
 
     op: Literal["analyse"] = "analyse"
-    method: Literal["exact", "nsbi", "histogram"]
+    method: Literal["exact", "nsbi", "discriminant", "histogram"]
     analyse: AnalyseSettings = Field(default_factory=AnalyseSettings)
     truth_config: dict[str, Any] = Field(default_factory=dict, description="exact: over the model's truth.config")
     observable: str | None = Field(None, max_length=200, description="histogram: the binned observable")
-    hist_bins: int = Field(20, ge=1, le=1000, description="histogram: quantile bins")
+    hist_bins: int = Field(20, ge=1, le=1000, description="histogram, discriminant: quantile bins")
+    hist_interpolation: Literal["code4", "code4p"] = Field(
+        "code4", description="histogram, discriminant: shape-systematic interpolation"
+    )
+    discriminant_null: dict[str, float] = Field(default_factory=dict, description="discriminant: denominator point")
+    discriminant_alt: dict[str, float] = Field(default_factory=dict, description="discriminant: numerator point")
 
 
 Operation = Annotated[

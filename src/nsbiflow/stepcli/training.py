@@ -141,7 +141,16 @@ def support(io: StageIO) -> None:
     configure_threads()
     _seed_everything(cfg.seed)
     ref = read_events(io.input("reference"))
-    samples = [read_events(p, ref.observables) for p in io.input_list("samples")]
+    bound = [read_events(p, ref.observables) for p in io.input_list("samples")]
+    # the pool is what the reference must cover: a copy of the reference in it would only dilute the ratio
+    # (a pool of the reference and three backgrounds turns max_ratio 6 into a background ratio of ~7.7)
+    samples = [s for s in bound if s.process != ref.process]
+    excluded = [s.process for s in bound if s.process == ref.process]
+    if not samples:
+        raise StageError(
+            f"support: every sample bound to 'samples' is the reference ('{ref.process}'); bind the signal and "
+            "background samples whose phase space the reference must cover"
+        )
     rng = np.random.default_rng([cfg.seed, 31337])
 
     def cap(x: Any, w: Any) -> tuple[Any, Any]:
@@ -171,12 +180,18 @@ def support(io: StageIO) -> None:
             "samples": [s.process for s in samples],
         }
         save_members(out, LABEL, members, scaler, mlp, extra)
-        from nsbiflow.physics.support import SupportModel
+        from nsbiflow.physics.support import SupportModel, outside_fraction
 
         (out / SUPPORT_JSON).write_text(json.dumps({"max_ratio": cfg.max_ratio}, indent=2) + "\n")
         model = SupportModel.load(out)
-        fractions = {s.process: float(1 - np.average(model.contains(s.x), weights=s.weights)) for s in samples}
-        (out / SUPPORT_JSON).write_text(
-            json.dumps({"max_ratio": cfg.max_ratio, "outside_fraction": fractions}, indent=2, sort_keys=True) + "\n"
-        )
+        fractions = {s.process: outside_fraction(model, s.x, s.weights) for s in (*samples, ref)}
+        record = {
+            "max_ratio": cfg.max_ratio,
+            "pool": [s.process for s in samples],
+            "excluded_from_pool": excluded,
+            "outside_fraction": fractions,
+        }
+        (out / SUPPORT_JSON).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        if excluded:
+            bar.log(f"the reference '{ref.process}' was bound among the samples: left out of the pool")
         bar.log("outside the support: " + ", ".join(f"{k} {v:.2%}" for k, v in fractions.items()))

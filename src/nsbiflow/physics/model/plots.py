@@ -18,7 +18,7 @@ import numpy as np
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-STYLES = {"exact": ("k", "-"), "nsbi": ("C0", "--"), "histogram": ("C1", "-.")}
+STYLES = {"exact": ("k", "-"), "nsbi": ("C0", "--"), "discriminant": ("C2", ":"), "histogram": ("C1", "-.")}
 
 
 def hypothesis_title(model: str, data: str, poi: str, injected: Mapping[str, float] | None = None) -> str:
@@ -53,7 +53,7 @@ def scans(path: Path, methods: Mapping[str, Any], poi: str, injected: float | No
             if not result or poi not in result["pois"]:
                 continue
             p = result["pois"][poi]
-            color, ls = STYLES.get(name, ("C2", ":"))
+            color, ls = STYLES.get(name, ("C3", ":"))
             i68 = p["interval_68"]
             values, t = p["scan"]["values"], p["scan"]["t"]
             inside += [v for v, y in zip(values, t, strict=False) if y is not None and y <= 8.0]

@@ -115,6 +115,7 @@ class Results(BaseModel):
     exact: Summary | None = None
     nsbi: Summary | None = None
     histogram: Summary | None = None
+    discriminant: Summary | None = Field(None, description="the binned fit of the learned NSBI discriminant")
     comparison: dict[str, float] = Field(default_factory=dict, description="width ratios to the exact method")
     injected: dict[str, float] = Field(default_factory=dict, description="true parameter values, when known")
     mu_injected: float | None = Field(None, description="the first POI's true value, when known")

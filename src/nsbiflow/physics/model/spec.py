@@ -151,12 +151,17 @@ class ShapeSys(_Strict):
 
 
 class HistoSys(_Strict):
-    """Binned shape systematic: the ``up``/``down`` samples histogrammed (pyhf ``histosys``, code 4p)."""
+    """Binned shape systematic: the ``up``/``down`` samples histogrammed (pyhf ``histosys``, code 4p by default)."""
 
     type: Literal["histosys"]
     parameter: ParameterName
     up: Name = Field(description="sample of the +1 sigma variation")
     down: Name = Field(description="sample of the -1 sigma variation")
+    interpolation: Literal["code4p", "code4"] = Field(
+        "code4p",
+        description="code4p: pyhf's additive per-bin interpolation; code4: multiplicative per bin (up/nominal, "
+        "down/nominal), the convention of normsys and of the unbinned shapesys",
+    )
 
 
 class McStat(_Strict):

@@ -22,15 +22,10 @@ from numpy.typing import NDArray
 from nsbiflow.physics.objects import ObjectEvents
 from nsbiflow.physics.reweight.config import ClosureTolerances
 from nsbiflow.physics.reweight.observables import Projection, projections
+from nsbiflow.physics.two_sample import classifier_auc, ess
 
 FloatArray = NDArray[np.float64]
 LEADING_OBJECTS = 3  # objects (in pt) whose fields the classifier test sees, besides every event-level observable
-
-
-def ess(weights: FloatArray) -> float:
-    """Kish's effective sample size (sum w)^2 / sum w^2."""
-    total = float(np.sum(weights))
-    return total * total / max(float(np.sum(weights**2)), 1e-300)
 
 
 def weighted_ks(
@@ -121,23 +116,11 @@ def classifier_test(
     source: ObjectEvents, w_source: FloatArray, target: ObjectEvents, folds: int, seed: int, max_events: int
 ) -> dict[str, float]:
     """Cross-validated weighted ROC AUC of a classifier of MC_b against reweighted MC_a (0.5: they agree)."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
     rng = np.random.default_rng([seed, 2718])
     xs, ws = _features(source, w_source, rng, max_events)
     xt, wt = _features(target, target.weights, rng, max_events)
-    x = np.concatenate([xs, xt])
-    y = np.concatenate([np.zeros(len(xs)), np.ones(len(xt))])
-    w = np.concatenate([ws / ws.sum(), wt / wt.sum()]) * len(x) / 2
-    clf = HistGradientBoostingClassifier(max_iter=100, max_leaf_nodes=15, min_samples_leaf=50, random_state=seed)
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    p = cross_val_predict(clf, x, y, cv=cv, method="predict_proba", params={"sample_weight": w})[:, 1]
-    auc = float(roc_auc_score(y, p, sample_weight=w))
-    n1, n2 = ess(ws), ess(wt)
-    # Hanley & McNeil's standard error at AUC = 0.5 (with the effective sample sizes)
-    return {"auc": auc, "auc_error": math.sqrt((n1 + n2 + 1) / (12 * n1 * n2)), "events": len(x)}
+    result = classifier_auc(xs, ws, xt, wt, folds=folds, seed=seed)
+    return {"auc": result["auc"], "auc_error": result["auc_error"], "events": int(result["events"])}
 
 
 def _features(

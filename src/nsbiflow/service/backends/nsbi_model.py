@@ -241,8 +241,16 @@ class NsbiModel:
         """One method of the ``fit`` step's analysis, computed by the function the step itself uses."""
         from nsbiflow.physics.model.run import MethodTask, analyse_method
 
-        task = MethodTask(options.method, options.analyse.model_dump(), options.truth_config, options.observable,
-                          options.hist_bins)
+        task = MethodTask(
+            options.method,
+            options.analyse.model_dump(),
+            options.truth_config,
+            options.observable,
+            options.hist_bins,
+            options.hist_interpolation,
+            options.discriminant_null,
+            options.discriminant_alt,
+        )
         with _physics_errors(f"analyse {options.method}"):
             answer = analyse_method(self.model, self.tables, task)
         return api.AnalyseResult(method=options.method, answer=json.dumps(answer))
