@@ -121,16 +121,22 @@ def main() -> None:
         "setup_seconds": setup,
     }
     with single_thread():
+        like.value_and_grad(like.parameters.init)  # warm-up: first-touch allocations
         t0 = time.perf_counter()
         value, _ = like.value_and_grad(like.parameters.init)
         out["seconds_per_value_and_gradient"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         like.value(like.parameters.init)
         out["seconds_per_value"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         best = fit.minimise(like)
         out["fit_seconds_gradient"] = time.perf_counter() - t0
-        print(f"fit {out['fit_seconds_gradient']:.2f} s ({best.calls} calls)", file=sys.stderr, flush=True)
+        out["fit_cpu_seconds_gradient"] = time.process_time() - c0  # less inflated by a shared machine's load
+        print(
+            f"fit {out['fit_seconds_gradient']:.2f} s, {out['fit_cpu_seconds_gradient']:.2f} s CPU, {best.calls} calls",
+            file=sys.stderr,
+            flush=True,
+        )
         out["fit_calls_gradient"] = best.calls
         t0 = time.perf_counter()
         curvature: list[fit.Curvature] = []
@@ -138,10 +144,11 @@ def main() -> None:
         out["hessian_seconds"] = time.perf_counter() - t0
         out["mu_hat"], out["mu_error"] = float(best.x[0]), float(np.sqrt(cov[0, 0]))
         profile = fit.Profile(like, best, curvature=curvature[0])
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         grid = np.linspace(best.x[0] - 3 * out["mu_error"], best.x[0] + 3 * out["mu_error"], N_SCAN)
         scan = [profile.t({"mu": float(m)}) for m in grid]
         out["scan_seconds_gradient"] = time.perf_counter() - t0
+        out["scan_cpu_seconds_gradient"] = time.process_time() - c0
         print(f"scan {out['scan_seconds_gradient']:.2f} s", file=sys.stderr, flush=True)
         out["scan_t_max"] = float(max(scan))
         out["scan_calls"] = sum(m.calls for m in profile.cache.values())
@@ -164,6 +171,7 @@ def main() -> None:
             x0[i] -= 1e-6
         out["seconds_per_finite_difference_gradient"] = time.perf_counter() - t0
     out["fit_under_10s"] = out["fit_seconds_gradient"] < 10
+    out["fit_cpu_under_10s"] = out["fit_cpu_seconds_gradient"] < 10
     out["twice_nll_at_init"] = value
     print(table("model fit (50 nuisance parameters)", ["figure", "value"], [[k, v] for k, v in out.items()]))
     write_result("model_fit" + ("_quick" if q else ""), out)

@@ -359,12 +359,18 @@ def upper_limit(data: Profile, asimov: Profile, poi: str, level: float = 0.05) -
 
 
 def z0(profile: Profile, poi: str) -> float:
-    """Discovery significance ``sqrt(q0)`` (0 when the best fit is <= 0 or 0 is outside the bounds)."""
+    """Discovery significance ``sqrt(q0)``, ``q0 = t(poi = 0)`` (0 when the best fit is <= 0 or 0 is above the bounds).
+
+    A lower bound just above 0 (``mu >= 1e-4``, kept so that the gradient of ``sqrt(mu)`` stays finite in the
+    fits) does not hide the background-only hypothesis: the conditional fit holds the parameter *at* 0, where
+    the coefficients are finite (``sqrt`` and ``log`` clamp at a tiny floor) and its own gradient is not used.
+    """
     i = profile.like.index[poi]
-    lo, hi = profile.like.parameters.bounds[i]
-    if profile.best.x[i] <= 0 or not lo <= 0 <= hi:
+    _, hi = profile.like.parameters.bounds[i]
+    if profile.best.x[i] <= 0 or hi < 0:
         return 0.0
-    return math.sqrt(profile.t({poi: 0.0}))
+    q0 = profile.t({poi: 0.0})
+    return math.sqrt(q0) if math.isfinite(q0) else 0.0
 
 
 def impacts(

@@ -9,9 +9,12 @@ gradients flow through them and so an event-wise version exists, which pyhf has 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from torch.autograd.function import once_differentiable
 
 _A = np.array(
     [
@@ -50,27 +53,71 @@ class Code4Batch:
         self._powers = torch.arange(1, 7, dtype=torch.float64)
 
     def log(self, theta: torch.Tensor) -> torch.Tensor:
-        """``sum_s log f_s(theta_s)`` per element (``theta`` of shape ``(S,)``).
+        """``sum_s log f_s(theta_s)`` per element (``theta`` of shape ``(S,)``), differentiable in ``theta``.
 
-        No per-call indexing of the ``(S, 6, n)`` coefficients (a copy of the largest array): each branch uses
-        ``theta`` with the other branches' entries set to 0, which contribute exactly nothing there.
+        One pass over the ``(S, 6, n)`` coefficients gives the polynomials and their derivatives together (a
+        batched matrix product with the rows ``theta^k`` and ``k theta^(k-1)``), and the backward pass is one
+        matrix-vector product with the saved ``d log f / d theta`` (no autograd graph over ``(S, 6, n)``
+        tensors). Each branch uses ``theta`` with the other branches' entries set to 0, which contribute exactly
+        nothing there, so no per-call indexing of the coefficients (a copy of the largest array) is needed.
         """
+        return _Code4Log.apply(theta, self)
+
+    def forward_parts(self, theta: torch.Tensor, with_derivative: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``sum_s log f_s`` per element and, if asked, ``d log f_s / d theta_s`` of shape ``(S, n)``."""
         values = theta.detach().numpy()
         above_np, below_np = values >= 1, values <= -1
         inside_np = ~(above_np | below_np)
-        total = torch.zeros(self.log_up.shape[1], dtype=torch.float64)
-        zero = torch.zeros_like(theta)
+        n = self.log_up.shape[1]
+        total = torch.zeros(n, dtype=torch.float64)
+        derivative = torch.zeros((len(values), n), dtype=torch.float64) if with_derivative else None
+        t = theta.detach()
+        zero = torch.zeros_like(t)
         if above_np.any():
-            total = total + torch.where(torch.from_numpy(above_np), theta, zero) @ self.log_up
+            above = torch.from_numpy(above_np)
+            total = total + torch.where(above, t, zero) @ self.log_up
+            if derivative is not None:
+                derivative[above] = self.log_up[above]
         if below_np.any():
-            total = total - torch.where(torch.from_numpy(below_np), theta, zero) @ self.log_down
+            below = torch.from_numpy(below_np)
+            total = total - torch.where(below, t, zero) @ self.log_down
+            if derivative is not None:
+                derivative[below] = -self.log_down[below]
         if inside_np.any():
-            inner = torch.where(torch.from_numpy(inside_np), theta, zero)
-            powers = inner[:, None] ** self._powers  # (S, 6); rows of other branches are 0
-            poly = torch.einsum("sk,skn->sn", powers, self.coefficients)
-            factors = torch.clamp(1.0 + poly, min=FLOOR)
+            inner = torch.where(torch.from_numpy(inside_np), t, zero)
+            rows = [inner[:, None] ** self._powers]  # (S, 6); rows of other branches are 0
+            if derivative is not None:  # k theta^(k-1); rows of other branches are 0 too
+                slope = self._powers * inner[:, None] ** (self._powers - 1)
+                rows.append(torch.where(torch.from_numpy(inside_np)[:, None], slope, torch.zeros_like(slope)))
+            polys = torch.bmm(torch.stack(rows, dim=1), self.coefficients)  # (S, 1 or 2, n)
+            raw = 1.0 + polys[:, 0]
+            factors = torch.clamp(raw, min=FLOOR)
             total = total + torch.log(factors.prod(0) if factors.shape[0] > 1 else factors[0])
+            if derivative is not None:
+                ratio = torch.where(raw > FLOOR, polys[:, 1] / factors, torch.zeros_like(raw))
+                if inside_np.all():
+                    derivative = ratio
+                else:
+                    inside_rows = torch.from_numpy(np.flatnonzero(inside_np))
+                    derivative[inside_rows] = ratio[inside_rows]
+        return total, derivative
+
+
+class _Code4Log(torch.autograd.Function):
+    """``Code4Batch.log`` with a hand-written backward: ``grad_theta = (d log f / d theta) @ grad``."""
+
+    @staticmethod
+    def forward(ctx: Any, theta: torch.Tensor, batch: Code4Batch) -> torch.Tensor:
+        total, derivative = batch.forward_parts(theta, bool(ctx.needs_input_grad[0]))
+        if derivative is not None:
+            ctx.save_for_backward(derivative)
         return total
+
+    @staticmethod
+    @once_differentiable  # the saved derivative is a constant of the graph: no second derivatives through it
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (derivative,) = ctx.saved_tensors
+        return derivative @ grad_output, None
 
 
 class Code4(Code4Batch):

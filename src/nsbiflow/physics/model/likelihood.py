@@ -242,11 +242,13 @@ class UnbinnedTerm:
                         f"fit: region {name}: process {pname!r} is simulator process {term.truth_process!r}, which "
                         f"{truth.name!r} does not know ({', '.join(truth.processes())}); map it under truth.processes"
                     )
-                term.truth_nuisances = [
+                candidates = [
                     (index[param], nuisance_map.get(param, param))
                     for param in model.parameters
                     if nuisance_map.get(param, param) in truth.nuisances()
                 ]
+                probe = self._x(table)[:256]
+                term.truth_nuisances = [c for c in candidates if _acts_on(truth, term.truth_process, c[1], probe)]
             self.processes.append(term)
         # the support's Poisson bins (nsbi only)
         self.edges: FloatArray | None = None
@@ -411,6 +413,20 @@ class UnbinnedTerm:
             blocks = [self.block(t, wt) for t, wt in parts]
         self.data_block = _join([b for b, _ in blocks])
         self.counts = sum((c for _, c in blocks), torch.zeros_like(blocks[0][1]))
+
+
+def _acts_on(truth: Any, process: str | None, nuisance: str, probe: FloatArray) -> bool:
+    """Whether the truth density of ``process`` moves with ``nuisance`` (on a few of its own events).
+
+    A nuisance that does not act on a process (the toy's signal and its detector scale) is left out of that
+    process's density call, so its finite-difference gradient costs nothing: a third fewer density calls.
+    """
+    nominal = np.asarray(truth.density(process, probe, {}), dtype=np.float64)
+    for value in (-0.5, 0.5):
+        moved = np.asarray(truth.density(process, probe, {nuisance: value}), dtype=np.float64)
+        if not np.array_equal(moved, nominal):
+            return True
+    return False
 
 
 def _join(blocks: Sequence[Block]) -> Block:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -57,6 +57,9 @@ class ToyResults:
         }
 
 
+Errors = Literal["hessian", "likelihood"]
+
+
 def run_toys(
     like: Likelihood,
     generate: Generator,
@@ -64,8 +67,19 @@ def run_toys(
     n_toys: int,
     seed: int = 0,
     poi: str | None = None,
+    *,
+    errors: Errors = "hessian",
+    newton: bool = True,
 ) -> ToyResults:
-    """Fit ``n_toys`` pseudo-experiments drawn by ``generate`` with the true parameter values ``truth``."""
+    """Fit ``n_toys`` pseudo-experiments drawn by ``generate`` with the true parameter values ``truth``.
+
+    ``errors`` chooses ``sigma_hat`` of the pulls: ``"hessian"`` (the covariance at each toy's best fit, 2N
+    gradient calls per toy) or ``"likelihood"`` (``|mu_hat - mu_true| / sqrt(t(mu_true))``, so the pull is the
+    likelihood-ratio pull ``sign(mu_hat - mu_true) sqrt(t)``, N(0, 1) by Wilks' theorem, at no extra cost).
+    With ``newton`` every fit first takes Newton steps with the Hessian of the Asimov dataset at the truth
+    (computed once; the expected curvature of every toy), falling back to L-BFGS-B whenever they do not converge
+    cleanly: the same minima (to the ``2e-9`` decrement) in a few gradient calls instead of ~20 per fit.
+    """
     poi = poi or like.parameters.pois[0]
     ps = like.parameters
     toy_like = like.copy()
@@ -74,23 +88,47 @@ def run_toys(
     results = ToyResults(poi, float(true_x[like.index[poi]]))
     i_poi = like.index[poi]
     with single_thread():
+        curvature = _asimov_curvature(like, true_x) if newton else None
         for _ in range(n_toys):
             data = generate(rng)
             aux = rng.normal(true_x[ps.constrained], ps.sigma) if len(ps.constrained) else np.zeros(0)
             toy_like.set_data(data, aux)
             try:
-                best = fit.minimise(toy_like, start=true_x)
-                conditional = fit.minimise(toy_like, {poi: float(true_x[i_poi])}, best.x)
+                best = fit.minimise(toy_like, start=true_x, curvature=curvature)
+                conditional = fit.minimise(toy_like, {poi: float(true_x[i_poi])}, best.x, curvature=curvature)
                 if conditional.twice_nll < best.twice_nll:  # a better minimum at the true value
                     best = fit.minimise(toy_like, start=conditional.x)
-                sigma = _poi_error(toy_like, best.x, i_poi)
+                t = max(conditional.twice_nll - best.twice_nll, 0.0)
+                if errors == "hessian":
+                    sigma = _poi_error(toy_like, best.x, i_poi)
+                else:
+                    sigma = _likelihood_error(float(best.x[i_poi]) - results.truth, t)
             except Exception:
                 results.failed += 1
                 continue
             results.mu_hat.append(float(best.x[i_poi]))
             results.sigma.append(sigma)
-            results.t_true.append(max(conditional.twice_nll - best.twice_nll, 0.0))
+            results.t_true.append(t)
     return results
+
+
+def _asimov_curvature(like: Likelihood, true_x: NDArray[np.float64]) -> fit.Curvature | None:
+    """The Hessian of ``-2 ln L`` on the Asimov dataset at the truth (``None`` if it is not positive definite)."""
+    probe = like.copy()  # its regions' data are replaced, the caller's are not
+    try:
+        probe.set_asimov(true_x)
+        found: list[fit.Curvature] = []
+        fit.covariance(probe, true_x, found)
+        np.linalg.cholesky(found[0].hessian)
+    except Exception:  # a singular or indefinite Asimov Hessian: plain L-BFGS-B for every fit
+        return None
+    return found[0]
+
+
+def _likelihood_error(delta: float, t: float) -> float:
+    """``sigma`` with ``delta / sigma = sign(delta) sqrt(t)`` (1 where ``t`` is 0: the pull is 0 either way)."""
+    root = math.sqrt(t)
+    return abs(delta) / root if root > 0 and delta != 0 else 1.0
 
 
 def _poi_error(like: Likelihood, x: NDArray[np.float64], i_poi: int) -> float:
