@@ -77,6 +77,26 @@ def test_summary_counts_verdicts_and_keeps_failures_visible() -> None:
     gate = {"checks": [{"check": "bias gate mu", "what": "|bias| < 0.2 sigma", "passed": True, "numbers": "0.05"}]}
     checks = collect_checks(None, [metrics], {"max_ratio": 6.0, "outside_fraction": {"signal": 0.02}}, toys, [gate])
     text = render("Checks", checks)
-    assert "0 passed" not in text and "1 passed, 1 failed, 2 informational." in text
+    assert "0 passed" not in text and "1 passed, 1 failed, 0 warned (failed, not enforced), 2 informational." in text
     assert "| calibrate signal |" in text and "**FAIL**" in text and "exceeds the tolerance 3 by 0.40" in text
     assert "signal 2.00 %" in text and "| bias gate mu |" in text and "not run (n_toys: 0)" in text
+
+
+def test_summary_renders_bias_gate_points_and_advisory_gates_as_warnings() -> None:
+    """A failed bias point is FAIL when enforced and warn when not; an advisory calibrate failure is a warning."""
+    point = {"name": "mu=1, alpha=1", "bias": -0.1, "bias_over_sigma": -0.5, "resolution": 0.04, "toys": 20}
+    gate = {"poi": "mu", "max_bias": 0.2, "reference": "exact", "points": [{**point, "passed": False}]}
+    calibrate = {
+        "label": "signal",
+        "passed": True,
+        "tolerances": {"max_ratio_closure_z": 3.09},
+        "ratio_closure": {"z": 3.5},
+        "advisory_failures": ["closure of 'signal' in bins of the learned ratio: z = 3.5 exceeds 3.09"],
+    }
+    for enforced, verdict in ((True, "**FAIL**"), (False, "**warn** (not enforced)")):
+        checks = collect_checks(None, [calibrate], None, None, [{**gate, "enforced": enforced}])
+        text = render("t", checks)
+        row = next(line for line in text.splitlines() if line.startswith("| bias gate at mu=1, alpha=1 |"))
+        assert verdict in row and "-0.50 sigma" in row and "vs the exact fit" in row
+        calibrate_row = next(line for line in text.splitlines() if line.startswith("| calibrate signal |"))
+        assert "**warn**" in calibrate_row and "log-r closure z 3.50" in calibrate_row

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 Check = dict[str, Any]
+WARN = "warn"
+"""The verdict of a check that failed but is not enforced (an advisory gate, a warn-only bias gate)."""
 
 
 def _f(value: Any, digits: int = 3) -> str:
@@ -30,20 +32,32 @@ def _calibrate(m: Mapping[str, Any]) -> Check:
     failures = m.get("failures") or []
     if failures:
         numbers += "; " + "; ".join(str(f) for f in failures)
-    extra = {k: v for k, v in m.items() if k.endswith("_auc") or k.startswith("ratio_closure")}
-    if extra:
-        numbers += ", " + ", ".join(f"{k} {_f(v)}" for k, v in sorted(extra.items()) if not isinstance(v, dict))
+    closure, two = m.get("ratio_closure") or {}, m.get("two_sample") or {}
+    if closure:
+        what += f", closure in bins of log r z <= {_f(tol.get('max_ratio_closure_z'), 2)}"
+        numbers += f", log-r closure z {_f(closure.get('z'), 2)}"
+    if two:
+        what += f", two-sample classifier z <= {_f(tol.get('max_two_sample_z'), 2)}"
+        numbers += f", two-sample AUC {_f(two.get('auc'))} (z {_f(two.get('z'), 2)})"
+    advisory = m.get("advisory_failures") or []
+    if advisory:
+        numbers += "; advisory (reported, not enforced): " + "; ".join(str(a) for a in advisory)
     label = m.get("label", "?")
-    return {"check": f"calibrate {label}", "what": what, "passed": bool(m.get("passed")), "numbers": numbers}
+    passed: bool | str = bool(m.get("passed"))
+    if passed and advisory:
+        passed = WARN
+    return {"check": f"calibrate {label}", "what": what, "passed": passed, "numbers": numbers}
 
 
 def _support(s: Mapping[str, Any], results: Mapping[str, Any] | None) -> Check:
     fractions = s.get("outside_fraction") or {}
     numbers = ", ".join(f"{k} {100 * float(v):.2f} %" for k, v in sorted(fractions.items()))
     for region, info in ((results or {}).get("support") or {}).items():
-        numbers += f"; data in {region}: {info.get('observed_outside_support')} of " + str(
-            int(info.get("observed_in_support", 0)) + int(info.get("observed_outside_support", 0))
-        ) + " outside"
+        numbers += (
+            f"; data in {region}: {info.get('observed_outside_support')} of "
+            + str(int(info.get("observed_in_support", 0)) + int(info.get("observed_outside_support", 0)))
+            + " outside"
+        )
     return {
         "check": "support",
         "what": f"events outside the support (p_pool / p_ref > {_f(s.get('max_ratio'), 1)})",
@@ -81,34 +95,65 @@ def _toys(doc: Mapping[str, Any]) -> list[Check]:
     limits = doc.get("limits") or {}
     for method, s in (limits.get("methods") or {}).items():
         t, a = s.get("toys_bands", {}), s.get("asymptotic_bands", {})
-        out.append({
-            "check": f"expected limit {method}",
-            "what": f"95 % CLs upper limit, background-only toys at {limits.get('label')} vs asymptotic",
-            "passed": None,
-            "numbers": f"toys median {_f(t.get('0'))} [{_f(t.get('-1'))}, {_f(t.get('+1'))}], asymptotic "
-            f"{_f(a.get('0'))} [{_f(a.get('-1'))}, {_f(a.get('+1'))}], {s.get('toys')} toys",
-        })
+        out.append(
+            {
+                "check": f"expected limit {method}",
+                "what": f"95 % CLs upper limit, background-only toys at {limits.get('label')} vs asymptotic",
+                "passed": None,
+                "numbers": f"toys median {_f(t.get('0'))} [{_f(t.get('-1'))}, {_f(t.get('+1'))}], asymptotic "
+                f"{_f(a.get('0'))} [{_f(a.get('-1'))}, {_f(a.get('+1'))}], {s.get('toys')} toys",
+            }
+        )
+    return out
+
+
+def _bias_gate(doc: Mapping[str, Any]) -> list[Check]:
+    versus = "the exact fit on the same pseudo-data" if doc.get("reference") == "exact" else "the true value"
+    what = f"mean bias of {doc.get('poi', 'mu')} vs {versus} <= {_f(doc.get('max_bias'), 2)} sigma"
+    out: list[Check] = []
+    for p in doc["points"]:
+        numbers = (
+            f"bias {_f(p.get('bias'))} ({_f(p.get('bias_over_sigma'), 2)} sigma, resolution "
+            f"{_f(p.get('resolution'), 2)}), {p.get('toys')} toys"
+        )
+        passed = p.get("passed")
+        if passed is False and doc.get("enforced") is False:
+            passed = WARN
+        out.append({"check": f"bias gate at {p.get('name')}", "what": what, "passed": passed, "numbers": numbers})
     return out
 
 
 def _gate(doc: Mapping[str, Any]) -> list[Check]:
+    if isinstance(doc.get("points"), list) and "max_bias" in doc:
+        return _bias_gate(doc)
     if isinstance(doc.get("checks"), list):
         return [
-            {"check": str(c.get("check") or c.get("name") or "gate"), "what": str(c.get("what", "")),
-             "passed": c.get("passed"), "numbers": str(c.get("numbers", ""))}
-            for c in doc["checks"] if isinstance(c, Mapping)
+            {
+                "check": str(c.get("check") or c.get("name") or "gate"),
+                "what": str(c.get("what", "")),
+                "passed": c.get("passed"),
+                "numbers": str(c.get("numbers", "")),
+            }
+            for c in doc["checks"]
+            if isinstance(c, Mapping)
         ]
     numbers = ", ".join(
         f"{k} {_f(v)}" for k, v in doc.items() if isinstance(v, int | float) and not isinstance(v, bool)
     )
-    return [{"check": str(doc.get("label") or doc.get("name") or "gate"), "what": str(doc.get("what", "")),
-             "passed": doc.get("passed"), "numbers": numbers}]
+    return [
+        {
+            "check": str(doc.get("label") or doc.get("name") or "gate"),
+            "what": str(doc.get("what", "")),
+            "passed": doc.get("passed"),
+            "numbers": numbers,
+        }
+    ]
 
 
 def _fit(results: Mapping[str, Any]) -> Check:
     poi = results.get("poi", "mu")
     parts = []
-    for method in ("exact", "nsbi", "histogram"):
+    for method in ("exact", "nsbi", "discriminant", "histogram"):
         r = results.get(method)
         if r:
             lo, hi = r["interval_68"]
@@ -140,7 +185,9 @@ def collect_checks(
     return checks
 
 
-def _verdict(passed: bool | None) -> str:
+def _verdict(passed: bool | str | None) -> str:
+    if passed == WARN:
+        return "**warn** (not enforced)"
     return "info" if passed is None else ("pass" if passed else "**FAIL**")
 
 
@@ -148,10 +195,12 @@ def render(title: str, checks: Sequence[Check], results: Mapping[str, Any] | Non
     """The summary as markdown: one line of counts, then one row per check."""
     verdicts = [c["passed"] for c in checks]
     passed, failed = sum(v is True for v in verdicts), sum(v is False for v in verdicts)
+    warned = sum(v == WARN for v in verdicts)
     lines = [
         f"# {title}",
         "",
-        f"{passed} passed, {failed} failed, {sum(v is None for v in verdicts)} informational.",
+        f"{passed} passed, {failed} failed, {warned} warned (failed, not enforced), "
+        f"{sum(v is None for v in verdicts)} informational.",
         "",
         "| check | what was tested | verdict | numbers |",
         "|---|---|---|---|",
