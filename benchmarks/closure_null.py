@@ -90,7 +90,7 @@ def main() -> int:
             "normalisation_deviation": _summary([abs(r["normalisation"] - 1) for r in runs], 0.1),
         }
 
-    payload = {
+    payload: dict[str, Any] = {
         "events_per_sample": n,
         "seeds": seeds,
         "tolerance_z": TOLERANCE.max_ratio_closure_z,
