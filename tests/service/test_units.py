@@ -90,3 +90,14 @@ def test_openapi_document_is_checked_in_and_current() -> None:
             "/v1/jobs/{job_id}", "/v1/models/{ref}", "/healthz", "/readyz"} <= set(document["paths"])
     fit = document["paths"]["/v1/fit"]["post"]["responses"]
     assert {"200", "202", "401", "404", "413", "422"} <= set(fit)
+
+
+def test_the_service_knows_every_method_of_the_fit_step() -> None:
+    """The analyse route accepts exactly the fit step's methods (a new method must reach the service too)."""
+    from typing import get_args
+
+    from nsbiflow.physics.model.run import ALL_METHODS
+    from nsbiflow.service.schemas import METHODS, AnalyseOptions
+
+    assert METHODS == ALL_METHODS
+    assert set(get_args(AnalyseOptions.model_fields["method"].annotation)) == set(ALL_METHODS)

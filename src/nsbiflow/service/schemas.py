@@ -117,6 +117,10 @@ class AnalyseSettings(_Schema):
     with_impacts: bool = True
 
 
+METHODS = ("exact", "nsbi", "discriminant", "histogram")
+"""The fit step's methods (``physics.model.run.ALL_METHODS``; the service does not import the physics here)."""
+
+
 class AnalyseOptions(_Schema):
     """One method of the ``fit`` step's analysis of an NSBI model (``physics.model.run.MethodTask``)."""
 
@@ -204,7 +208,7 @@ class AnalyseRequest(_Schema):
     """``POST /v1/analyse``: the ``fit`` step's methods on an NSBI model, one worker task per method, in parallel."""
 
     model: ModelRef
-    tasks: list[AnalyseOptions] = Field(..., min_length=1, max_length=3)
+    tasks: list[AnalyseOptions] = Field(..., min_length=1, max_length=len(METHODS))
 
 
 class MissingBlobsRequest(_Schema):
