@@ -81,7 +81,14 @@ LEVERS: dict[str, dict[str, Any]] = {
     "ref_mix_0.3": {"reference": {"mix": 0.3}},
     "ref_mix_0.5": {"reference": {"mix": 0.5}},
     # the full change: signal and background both learned over q (no exact conversion; ratios cancel q)
-    "ref_mix_0.3_full": {"reference": {"mix": 0.3}, "full": True},
+    "ref_mix_0.3_full": {"reference": {"mix": 0.3}, "full": True, "targets": ["signal", "background"]},
+    # the background ensemble (signal ensemble of the seed kept), and the alpha +-1 ensembles
+    "bkg_n_train_x4": {"targets": ["background"], "n_train_factor": 4},
+    "bkg_no_early_stop_80": {"targets": ["background"], "patience": 80, "max_epochs": 80},
+    "bkg_hidden_128": {"targets": ["background"], "hidden": [128, 128, 128]},
+    "bkg_members_16": {"targets": ["background"], "members": 16},
+    "alpha_n_train_x4": {"targets": ["background_up", "background_down"], "n_train_factor": 4},
+    "sig_bkg_n_train_x4": {"targets": ["signal", "background"], "n_train_factor": 4},
 }
 torch.set_num_threads(1)
 
@@ -157,7 +164,7 @@ def closure_z(evaluate: Callable[[np.ndarray], Any], num: np.ndarray, ref: np.nd
     log_num, log_ref = evaluate(num)[0], evaluate(ref)[0]
     shift = float(np.log(np.mean(np.exp(log_ref))))
     out = ratio_closure(log_num - shift, np.ones(len(num)), log_ref - shift, np.ones(len(ref)), np.exp(log_ref - shift))
-    return {"z": out["z"], "chi2_ndf": out["chi2_ndf"], "mean_r_signal": float(np.mean(np.exp(log_num - shift)))}
+    return {"z": out["z"], "chi2_ndf": out["chi2_ndf"], "mean_r_numerator": float(np.mean(np.exp(log_num - shift)))}
 
 
 def tables_for(
@@ -326,7 +333,7 @@ class Study:
             self.exact[point] = self.run(like, pools[point], point, self.gate_toys, 12)
         self.q_exact = q_asimov(like, 1.0)
 
-    def evaluate(self, tables: dict[str, Table], attribution: bool, max_bias: float) -> dict[str, Any]:
+    def evaluate(self, tables: dict[str, Table], attribution: int, max_bias: float) -> dict[str, Any]:
         """Every figure of one training."""
         samples, pools = self.split(tables)
         like = Likelihood(self.model, samples, "nsbi")
@@ -345,10 +352,15 @@ class Study:
             "passed": all(abs(v) <= max_bias for v in gate.values()),
         }
         if attribution:
-            toy_tables = exact_columns(self.toy, tables, ("signal",))
-            s2, p2 = self.split(toy_tables)
-            r = self.run(Likelihood(self.model, s2, "nsbi"), p2["nominal"], "nominal", self.toys, 11)
-            out["exact_signal_ratio"] = summarise(r, self.exact["nominal"], self.q_exact)
+            variants = {"exact_signal_ratio": ("signal",)}
+            if attribution > 1:  # which ensemble the bias comes from; all exact: the method's own bias
+                variants["exact_background_ratio"] = ("background",)
+                variants["exact_alpha_ratios"] = ("background_up", "background_down")
+                variants["exact_all_ratios"] = tuple(LABELS)
+            for key, labels in variants.items():
+                s2, p2 = self.split(exact_columns(self.toy, tables, labels))
+                r = self.run(Likelihood(self.model, s2, "nsbi"), p2["nominal"], "nominal", self.toys, 11)
+                out[key] = summarise(r, self.exact["nominal"], self.q_exact)
             mc = Likelihood(self.mcstat_model, samples, "nsbi")
             r = self.run(mc, pools["nominal"], "nominal", self.toys, 11)
             out["nsbi_mcstat"] = summarise(r, self.exact["nominal"], q_asimov(mc, 1.0))
@@ -364,7 +376,12 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=20000)
     parser.add_argument("--n-holdout", type=int, default=20000)
     parser.add_argument("--levers", default="", help=f"comma list of {', '.join(LEVERS)}")
-    parser.add_argument("--attribution", type=int, default=1, help="1: also the exact-signal and mcstat variants")
+    parser.add_argument(
+        "--attribution",
+        type=int,
+        default=1,
+        help="1: also the exact-signal and mcstat variants; 2: also exact background / alpha / all ratios",
+    )
     parser.add_argument("--max-bias", type=float, default=0.2, help="the bias gate's threshold (sigma)")
     parser.add_argument("--output", default="seed_robustness", help="result name: benchmarks/results/<output>.json")
     parser.add_argument(
@@ -410,17 +427,19 @@ def main() -> None:
             continue
         entry = {"config": "default", "seed": seed, "train_s": train_s}
         entry.update(study.evaluate(tables, args.attribution, args.max_bias))
-        entry["closure_signal"] = closure_z(evaluators["signal"], study.holdout["signal"], study.holdout["reference"])
+        for label in ("signal", "background"):
+            entry[f"closure_{label}"] = closure_z(evaluators[label], study.holdout[label], study.holdout["reference"])
         record(payload, entry, evaluators["signal"], t0, name)
     for lever in levers:
         for seed in range(1, args.seeds + 1):
             t1 = time.time()
             settings = {**DEFAULT, **LEVERS[lever]}
             factor = int(settings.get("n_train_factor", 1))
-            sig, ref = study.train_samples["signal"], study.train_samples["reference"]
+            targets = tuple(settings.get("targets", ("signal",)))
+            samples = dict(study.train_samples)
             if factor > 1:
                 extra = simulate(study.toy, (factor - 1) * args.n_train, 1000 + seed)
-                sig, ref = np.concatenate([sig, extra["signal"]]), np.concatenate([ref, extra["reference"]])
+                samples = {k: np.concatenate([v, extra[k]]) for k, v in samples.items()}
             lever_eval = dict(evaluators_of[seed])
             lever_events, lever_holdout = events, study.holdout
             closure: dict[str, Any] = {}
@@ -428,28 +447,30 @@ def main() -> None:
                 sample_q, log_q_over_ref = reference_sampler(study.toy, settings["reference"])
                 rng = np.random.default_rng([2001, 7])  # fixed samples: only the network seed changes
                 q_train, q_holdout = sample_q(args.n_train, rng), sample_q(args.n_holdout, rng)
-                learned = train(sig, q_train, settings, seed * 1000)
-                closure["closure_signal_over_q"] = closure_z(learned, study.holdout["signal"], q_holdout)
-                if settings.get("full"):  # both ratios over q: the likelihood's r_s / r_b never needs p_ref
-                    lever_eval["signal"] = learned
-                    lever_eval["background"] = train(
-                        study.train_samples["background"], q_train, settings, seed * 1000 + 100
-                    )
+                for label in targets:
+                    i = list(LABELS).index(label)
+                    learned = train(samples[LABELS[label][0]], q_train, settings, seed * 1000 + 100 * i)
+                    closure[f"closure_{label}_over_q"] = closure_z(learned, study.holdout[label], q_holdout)
+                    # full: the ratios over q themselves (the likelihood's r_s / r_b never needs p_ref)
+                    lever_eval[label] = learned if settings.get("full") else shifted(learned, log_q_over_ref)
+                if settings.get("full"):
                     lever_events = {**events, "reference": q_holdout}
                     lever_holdout = {**study.holdout, "reference": q_holdout}
-                else:
-                    lever_eval["signal"] = shifted(learned, log_q_over_ref)
             else:
-                lever_eval["signal"] = train(sig, ref, settings, seed * 1000)
+                for label in targets:
+                    i = list(LABELS).index(label)
+                    num, den = LABELS[label]
+                    lever_eval[label] = train(samples[num], samples[den], settings, seed * 1000 + 100 * i)
             train_s = time.time() - t1
             lt = tables_for(lever_events, lever_eval, lever_holdout, int(settings["members"]))
             item = {"config": lever, "seed": seed, "train_s": train_s, **closure}
-            item.update(study.evaluate(lt, False, args.max_bias))
+            item.update(study.evaluate(lt, 0, args.max_bias))
             if not settings.get("full"):
-                item["closure_signal"] = closure_z(
-                    lever_eval["signal"], study.holdout["signal"], study.holdout["reference"]
-                )
-            record(payload, item, lever_eval["signal"], t1, name)
+                for label in ("signal", "background"):
+                    item[f"closure_{label}"] = closure_z(
+                        lever_eval[label], study.holdout[label], study.holdout["reference"]
+                    )
+            record(payload, item, lever_eval[targets[0]], t1, name)
     payload["summary"] = summary_table(payload)
     payload["total_s"] = time.time() - start
     write_result(name, payload)
@@ -472,7 +493,13 @@ def summary_table(payload: Mapping[str, Any]) -> str:
     variants: dict[str, list[dict[str, Any]]] = {}
     for t in payload["trainings"]:
         variants.setdefault(t["config"], []).append(t["nsbi"])
-        for extra in ("exact_signal_ratio", "nsbi_mcstat"):
+        for extra in (
+            "exact_signal_ratio",
+            "exact_background_ratio",
+            "exact_alpha_ratios",
+            "exact_all_ratios",
+            "nsbi_mcstat",
+        ):
             if extra in t:
                 variants.setdefault(f"{t['config']}: {extra}", []).append(t[extra])
     gates: dict[str, list[bool]] = {}
