@@ -89,6 +89,8 @@ LEVERS: dict[str, dict[str, Any]] = {
     "bkg_members_16": {"targets": ["background"], "members": 16},
     "alpha_n_train_x4": {"targets": ["background_up", "background_down"], "n_train_factor": 4},
     "sig_bkg_n_train_x4": {"targets": ["signal", "background"], "n_train_factor": 4},
+    "bkg_ref_mix_0.3": {"targets": ["background"], "reference": {"mix": 0.3}},
+    "bkg_ref_width_1.2": {"targets": ["background"], "reference": {"width": 1.2}},
 }
 torch.set_num_threads(1)
 
