@@ -89,7 +89,10 @@ LEVERS: dict[str, dict[str, Any]] = {
     "bkg_members_16": {"targets": ["background"], "members": 16},
     "alpha_n_train_x4": {"targets": ["background_up", "background_down"], "n_train_factor": 4},
     "sig_bkg_n_train_x4": {"targets": ["signal", "background"], "n_train_factor": 4},
+    "bkg_n_train_x8": {"targets": ["background"], "n_train_factor": 8},
+    "all_n_train_x4": {"targets": ["signal", "background", "background_up", "background_down"], "n_train_factor": 4},
     "bkg_ref_mix_0.3": {"targets": ["background"], "reference": {"mix": 0.3}},
+    "bkg_ref_mix_0.3_x4": {"targets": ["background"], "reference": {"mix": 0.3}, "n_train_factor": 4},
     "bkg_ref_width_1.2": {"targets": ["background"], "reference": {"width": 1.2}},
 }
 torch.set_num_threads(1)
@@ -373,6 +376,7 @@ def main() -> None:
     """Train, fit, tabulate, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="independent trainings per configuration")
+    parser.add_argument("--first-seed", type=int, default=1, help="network seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--toys", type=int, default=200, help="pseudo-experiments per training at nominal")
     parser.add_argument("--gate-toys", type=int, default=60, help="pseudo-experiments per training at alpha = +-1")
     parser.add_argument("--n-train", type=int, default=20000)
@@ -410,7 +414,7 @@ def main() -> None:
     exact_signal = lambda x: (study.toy.log_ratio("signal", "reference", x), None)  # noqa: E731
     payload["closure_signal_exact"] = closure_z(exact_signal, study.holdout["signal"], study.holdout["reference"])
     evaluators_of: dict[int, dict[str, Any]] = {}
-    for seed in range(1, args.seeds + 1):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         t0 = time.time()
         evaluators = {}
         for i, (label, (num, den)) in enumerate(LABELS.items()):
@@ -433,7 +437,7 @@ def main() -> None:
             entry[f"closure_{label}"] = closure_z(evaluators[label], study.holdout[label], study.holdout["reference"])
         record(payload, entry, evaluators["signal"], t0, name)
     for lever in levers:
-        for seed in range(1, args.seeds + 1):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             t1 = time.time()
             settings = {**DEFAULT, **LEVERS[lever]}
             factor = int(settings.get("n_train_factor", 1))
@@ -448,7 +452,7 @@ def main() -> None:
             if "reference" in settings:
                 sample_q, log_q_over_ref = reference_sampler(study.toy, settings["reference"])
                 rng = np.random.default_rng([2001, 7])  # fixed samples: only the network seed changes
-                q_train, q_holdout = sample_q(args.n_train, rng), sample_q(args.n_holdout, rng)
+                q_train, q_holdout = sample_q(factor * args.n_train, rng), sample_q(args.n_holdout, rng)
                 for label in targets:
                     i = list(LABELS).index(label)
                     learned = train(samples[LABELS[label][0]], q_train, settings, seed * 1000 + 100 * i)
