@@ -63,7 +63,7 @@ MODEL = REPO / "workflows" / "models" / "toy.yaml"
 LABELS = {k: (r.numerator, r.denominator) for k, r in model_from_data(yaml.safe_load(MODEL.read_text())).ratios.items()}
 PROCESSES = ("signal", "background", "background_up", "background_down", "reference")
 NU_S, NU_B = 100.0, 1000.0
-DEFAULT = {"members": 8, "max_epochs": 40, "patience": 5, "lr": 2e-3, "hidden": [64, 64, 64]}
+DEFAULT: dict[str, Any] = {"members": 8, "max_epochs": 40, "patience": 5, "lr": 2e-3, "hidden": [64, 64, 64]}
 LEVERS: dict[str, dict[str, Any]] = {
     "members_16": {"members": 16},
     "patience_15": {"patience": 15, "max_epochs": 80},
@@ -357,7 +357,7 @@ class Study:
             "passed": all(abs(v) <= max_bias for v in gate.values()),
         }
         if attribution:
-            variants = {"exact_signal_ratio": ("signal",)}
+            variants: dict[str, tuple[str, ...]] = {"exact_signal_ratio": ("signal",)}
             if attribution > 1:  # which ensemble the bias comes from; all exact: the method's own bias
                 variants["exact_background_ratio"] = ("background",)
                 variants["exact_alpha_ratios"] = ("background_up", "background_down")
