@@ -90,6 +90,7 @@ LEVERS: dict[str, dict[str, Any]] = {
     "alpha_n_train_x4": {"targets": ["background_up", "background_down"], "n_train_factor": 4},
     "sig_bkg_n_train_x4": {"targets": ["signal", "background"], "n_train_factor": 4},
     "bkg_n_train_x8": {"targets": ["background"], "n_train_factor": 8},
+    "sig_bkg_n_train_x8": {"targets": ["signal", "background"], "n_train_factor": 8},
     "all_n_train_x4": {"targets": ["signal", "background", "background_up", "background_down"], "n_train_factor": 4},
     "bkg_ref_mix_0.3": {"targets": ["background"], "reference": {"mix": 0.3}},
     "bkg_ref_mix_0.3_x4": {"targets": ["background"], "reference": {"mix": 0.3}, "n_train_factor": 4},
