@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import quick, table, write_result
 
 from nsbiflow.physics.configs import TrainConfig
+from nsbiflow.physics.diagnostics import ratio_closure
 from nsbiflow.physics.mlp import BatchedMLP, MLPConfig
 from nsbiflow.physics.model import fit
 from nsbiflow.physics.model.data import Table
@@ -68,7 +69,32 @@ LEVERS: dict[str, dict[str, Any]] = {
     "patience_15": {"patience": 15, "max_epochs": 80},
     "lr_5e-4_patience_10": {"lr": 5e-4, "patience": 10, "max_epochs": 80},
     "n_train_x2": {"n_train_factor": 2},
+    "n_train_x4": {"n_train_factor": 4},
+    "no_early_stop_80": {"patience": 80, "max_epochs": 80},
+    "hidden_128": {"hidden": [128, 128, 128]},
+    "hidden_32": {"hidden": [32, 32, 32]},
     "weight_decay_1e-4": {"weight_decay": 1e-4},
+    # the signal ensemble learns p_s / q for another reference q; log r = log(p_s / q) + exact log(q / p_ref)
+    # (the likelihood keeps p_ref): this measures how well the ratio is learned over q
+    "ref_width_1.2": {"reference": {"width": 1.2}},
+    "ref_width_1.0": {"reference": {"width": 1.0}},
+    "ref_mix_0.3": {"reference": {"mix": 0.3}},
+    "ref_mix_0.5": {"reference": {"mix": 0.5}},
+    # the full change: signal and background both learned over q (no exact conversion; ratios cancel q)
+    "ref_mix_0.3_full": {"reference": {"mix": 0.3}, "full": True, "targets": ["signal", "background"]},
+    # the background ensemble (signal ensemble of the seed kept), and the alpha +-1 ensembles
+    "bkg_n_train_x4": {"targets": ["background"], "n_train_factor": 4},
+    "bkg_no_early_stop_80": {"targets": ["background"], "patience": 80, "max_epochs": 80},
+    "bkg_hidden_128": {"targets": ["background"], "hidden": [128, 128, 128]},
+    "bkg_members_16": {"targets": ["background"], "members": 16},
+    "alpha_n_train_x4": {"targets": ["background_up", "background_down"], "n_train_factor": 4},
+    "sig_bkg_n_train_x4": {"targets": ["signal", "background"], "n_train_factor": 4},
+    "bkg_n_train_x8": {"targets": ["background"], "n_train_factor": 8},
+    "sig_bkg_n_train_x8": {"targets": ["signal", "background"], "n_train_factor": 8},
+    "all_n_train_x4": {"targets": ["signal", "background", "background_up", "background_down"], "n_train_factor": 4},
+    "bkg_ref_mix_0.3": {"targets": ["background"], "reference": {"mix": 0.3}},
+    "bkg_ref_mix_0.3_x4": {"targets": ["background"], "reference": {"mix": 0.3}, "n_train_factor": 4},
+    "bkg_ref_width_1.2": {"targets": ["background"], "reference": {"width": 1.2}},
 }
 torch.set_num_threads(1)
 
@@ -102,6 +128,49 @@ def train(num: np.ndarray, den: np.ndarray, settings: Mapping[str, Any], seed: i
 
     evaluate.best_epochs = [int(m.info["best_epoch"]) for m in members]  # type: ignore[attr-defined]
     return evaluate
+
+
+def reference_sampler(toy: ToyModel, spec: Mapping[str, float]) -> tuple[Callable[..., np.ndarray], Any]:
+    """A lever's reference ``q``: sampler ``(n, rng) -> x`` and exact ``x -> log q(x) / p_ref(x)``."""
+    if "width" in spec:
+        w, w0 = spec["width"], toy.reference_width
+        d = toy.n_dim
+
+        def log_q_over_ref(x: np.ndarray) -> np.ndarray:
+            r2 = np.sum(x**2, axis=1)
+            return -0.5 * r2 * (1 / w**2 - 1 / w0**2) - d * math.log(w / w0)
+
+        return (lambda n, rng: w * rng.standard_normal((n, d))), log_q_over_ref
+    f = spec["mix"]
+
+    def sample_mix(n: int, rng: np.random.Generator) -> np.ndarray:
+        n_s = int(rng.binomial(n, f))
+        x = np.concatenate([toy.sample("signal", n_s, rng), toy.sample("reference", n - n_s, rng)])
+        return x[rng.permutation(n)]
+
+    def log_mix_over_ref(x: np.ndarray) -> np.ndarray:
+        return np.logaddexp(math.log1p(-f), math.log(f) + toy.log_ratio("signal", "reference", x))
+
+    return sample_mix, log_mix_over_ref
+
+
+def shifted(evaluate: Callable[[np.ndarray], Any], offset: Callable[[np.ndarray], np.ndarray]) -> Any:
+    """``evaluate`` with ``offset(x)`` added to its mean log-ratio."""
+
+    def out(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean, std = evaluate(x)
+        return mean + offset(x), std
+
+    out.best_epochs = evaluate.best_epochs  # type: ignore[attr-defined]
+    return out
+
+
+def closure_z(evaluate: Callable[[np.ndarray], Any], num: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """The ratio-binned closure (calibrate's gate) of a signal ensemble on held-out samples: z and chi2/ndf."""
+    log_num, log_ref = evaluate(num)[0], evaluate(ref)[0]
+    shift = float(np.log(np.mean(np.exp(log_ref))))
+    out = ratio_closure(log_num - shift, np.ones(len(num)), log_ref - shift, np.ones(len(ref)), np.exp(log_ref - shift))
+    return {"z": out["z"], "chi2_ndf": out["chi2_ndf"], "mean_r_numerator": float(np.mean(np.exp(log_num - shift)))}
 
 
 def tables_for(
@@ -270,7 +339,7 @@ class Study:
             self.exact[point] = self.run(like, pools[point], point, self.gate_toys, 12)
         self.q_exact = q_asimov(like, 1.0)
 
-    def evaluate(self, tables: dict[str, Table], attribution: bool, max_bias: float) -> dict[str, Any]:
+    def evaluate(self, tables: dict[str, Table], attribution: int, max_bias: float) -> dict[str, Any]:
         """Every figure of one training."""
         samples, pools = self.split(tables)
         like = Likelihood(self.model, samples, "nsbi")
@@ -289,10 +358,15 @@ class Study:
             "passed": all(abs(v) <= max_bias for v in gate.values()),
         }
         if attribution:
-            toy_tables = exact_columns(self.toy, tables, ("signal",))
-            s2, p2 = self.split(toy_tables)
-            r = self.run(Likelihood(self.model, s2, "nsbi"), p2["nominal"], "nominal", self.toys, 11)
-            out["exact_signal_ratio"] = summarise(r, self.exact["nominal"], self.q_exact)
+            variants: dict[str, tuple[str, ...]] = {"exact_signal_ratio": ("signal",)}
+            if attribution > 1:  # which ensemble the bias comes from; all exact: the method's own bias
+                variants["exact_background_ratio"] = ("background",)
+                variants["exact_alpha_ratios"] = ("background_up", "background_down")
+                variants["exact_all_ratios"] = tuple(LABELS)
+            for key, labels in variants.items():
+                s2, p2 = self.split(exact_columns(self.toy, tables, labels))
+                r = self.run(Likelihood(self.model, s2, "nsbi"), p2["nominal"], "nominal", self.toys, 11)
+                out[key] = summarise(r, self.exact["nominal"], self.q_exact)
             mc = Likelihood(self.mcstat_model, samples, "nsbi")
             r = self.run(mc, pools["nominal"], "nominal", self.toys, 11)
             out["nsbi_mcstat"] = summarise(r, self.exact["nominal"], q_asimov(mc, 1.0))
@@ -303,18 +377,30 @@ def main() -> None:
     """Train, fit, tabulate, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="independent trainings per configuration")
+    parser.add_argument("--first-seed", type=int, default=1, help="network seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--toys", type=int, default=200, help="pseudo-experiments per training at nominal")
     parser.add_argument("--gate-toys", type=int, default=60, help="pseudo-experiments per training at alpha = +-1")
     parser.add_argument("--n-train", type=int, default=20000)
     parser.add_argument("--n-holdout", type=int, default=20000)
-    parser.add_argument("--levers", default="members_16,patience_15", help=f"comma list of {', '.join(LEVERS)}")
-    parser.add_argument("--attribution", type=int, default=1, help="1: also the exact-signal and mcstat variants")
+    parser.add_argument("--levers", default="", help=f"comma list of {', '.join(LEVERS)}")
+    parser.add_argument(
+        "--attribution",
+        type=int,
+        default=1,
+        help="1: also the exact-signal and mcstat variants; 2: also exact background / alpha / all ratios",
+    )
     parser.add_argument("--max-bias", type=float, default=0.2, help="the bias gate's threshold (sigma)")
+    parser.add_argument("--output", default="seed_robustness", help="result name: benchmarks/results/<output>.json")
+    parser.add_argument(
+        "--skip-default",
+        action="store_true",
+        help="levers only: default ensembles trained (levers keep their background ones), not fitted",
+    )
     args = parser.parse_args()
-    name = "seed_robustness"
+    name = args.output
     if quick():  # NSBIFLOW_BENCH_QUICK=1: toy sizes, a mechanics check only
         args.seeds, args.toys, args.gate_toys, args.n_train, args.n_holdout = 2, 10, 10, 1500, 1500
-        args.levers, name = "members_16", "seed_robustness_quick"
+        name = f"{args.output}_quick"
     levers = [lv for lv in args.levers.split(",") if lv]
     for lever in levers:
         if lever not in LEVERS:
@@ -326,8 +412,10 @@ def main() -> None:
         "settings": {**vars(args), "default": DEFAULT, "levers": {k: LEVERS[k] for k in levers}},
         "trainings": [],
     }
+    exact_signal = lambda x: (study.toy.log_ratio("signal", "reference", x), None)  # noqa: E731
+    payload["closure_signal_exact"] = closure_z(exact_signal, study.holdout["signal"], study.holdout["reference"])
     evaluators_of: dict[int, dict[str, Any]] = {}
-    for seed in range(1, args.seeds + 1):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         t0 = time.time()
         evaluators = {}
         for i, (label, (num, den)) in enumerate(LABELS.items()):
@@ -342,24 +430,54 @@ def main() -> None:
                 **{k: v.summary() for k, v in study.exact.items()},
                 "cls_exclusion": float(np.mean(excluded(study.exact["nominal"], study.q_exact))),
             }
+        if args.skip_default:
+            continue
         entry = {"config": "default", "seed": seed, "train_s": train_s}
         entry.update(study.evaluate(tables, args.attribution, args.max_bias))
+        for label in ("signal", "background"):
+            entry[f"closure_{label}"] = closure_z(evaluators[label], study.holdout[label], study.holdout["reference"])
         record(payload, entry, evaluators["signal"], t0, name)
     for lever in levers:
-        for seed in range(1, args.seeds + 1):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             t1 = time.time()
             settings = {**DEFAULT, **LEVERS[lever]}
             factor = int(settings.get("n_train_factor", 1))
-            sig, ref = study.train_samples["signal"], study.train_samples["reference"]
+            targets = tuple(settings.get("targets", ("signal",)))
+            samples = dict(study.train_samples)
             if factor > 1:
                 extra = simulate(study.toy, (factor - 1) * args.n_train, 1000 + seed)
-                sig, ref = np.concatenate([sig, extra["signal"]]), np.concatenate([ref, extra["reference"]])
+                samples = {k: np.concatenate([v, extra[k]]) for k, v in samples.items()}
             lever_eval = dict(evaluators_of[seed])
-            lever_eval["signal"] = train(sig, ref, settings, seed * 1000)
-            lt = tables_for(events, lever_eval, study.holdout, int(settings["members"]))
-            item = {"config": lever, "seed": seed, "train_s": time.time() - t1}
-            item.update(study.evaluate(lt, False, args.max_bias))
-            record(payload, item, lever_eval["signal"], t1, name)
+            lever_events, lever_holdout = events, study.holdout
+            closure: dict[str, Any] = {}
+            if "reference" in settings:
+                sample_q, log_q_over_ref = reference_sampler(study.toy, settings["reference"])
+                rng = np.random.default_rng([2001, 7])  # fixed samples: only the network seed changes
+                q_train, q_holdout = sample_q(factor * args.n_train, rng), sample_q(args.n_holdout, rng)
+                for label in targets:
+                    i = list(LABELS).index(label)
+                    learned = train(samples[LABELS[label][0]], q_train, settings, seed * 1000 + 100 * i)
+                    closure[f"closure_{label}_over_q"] = closure_z(learned, study.holdout[label], q_holdout)
+                    # full: the ratios over q themselves (the likelihood's r_s / r_b never needs p_ref)
+                    lever_eval[label] = learned if settings.get("full") else shifted(learned, log_q_over_ref)
+                if settings.get("full"):
+                    lever_events = {**events, "reference": q_holdout}
+                    lever_holdout = {**study.holdout, "reference": q_holdout}
+            else:
+                for label in targets:
+                    i = list(LABELS).index(label)
+                    num, den = LABELS[label]
+                    lever_eval[label] = train(samples[num], samples[den], settings, seed * 1000 + 100 * i)
+            train_s = time.time() - t1
+            lt = tables_for(lever_events, lever_eval, lever_holdout, int(settings["members"]))
+            item = {"config": lever, "seed": seed, "train_s": train_s, **closure}
+            item.update(study.evaluate(lt, 0, args.max_bias))
+            if not settings.get("full"):
+                for label in ("signal", "background"):
+                    item[f"closure_{label}"] = closure_z(
+                        lever_eval[label], study.holdout[label], study.holdout["reference"]
+                    )
+            record(payload, item, lever_eval[targets[0]], t1, name)
     payload["summary"] = summary_table(payload)
     payload["total_s"] = time.time() - start
     write_result(name, payload)
@@ -382,7 +500,13 @@ def summary_table(payload: Mapping[str, Any]) -> str:
     variants: dict[str, list[dict[str, Any]]] = {}
     for t in payload["trainings"]:
         variants.setdefault(t["config"], []).append(t["nsbi"])
-        for extra in ("exact_signal_ratio", "nsbi_mcstat"):
+        for extra in (
+            "exact_signal_ratio",
+            "exact_background_ratio",
+            "exact_alpha_ratios",
+            "exact_all_ratios",
+            "nsbi_mcstat",
+        ):
             if extra in t:
                 variants.setdefault(f"{t['config']}: {extra}", []).append(t[extra])
     gates: dict[str, list[bool]] = {}
