@@ -237,19 +237,20 @@ class Service:
 
     def work_of(self, kind: str, request: Any) -> Callable[[Job], Awaitable[BaseModel]]:
         """The work of any request kind (for ``/v1/jobs``)."""
-        if isinstance(request, ScanRequest):
-            return self.scan(request)
-        if isinstance(request, BatchRequest):
-            return self.batch(request)
-        if isinstance(request, AnalyseRequest):
-            return self.analyse(request)
-        options: dict[type[BaseModel], type[BaseModel]] = {
-            FitRequest: FitOptions, HypotestRequest: HypotestOptions, UpperLimitRequest: UpperLimitOptions
+        composite: dict[type[BaseModel], Callable[[Any], Callable[[Job], Awaitable[BaseModel]]]] = {
+            ScanRequest: self.scan, BatchRequest: self.batch, AnalyseRequest: self.analyse,
         }
-        option_type = options[type(request)]
+        if type(request) in composite:
+            return composite[type(request)](request)
+        option_type = SINGLE_OPTIONS[type(request)]
         operation = option_type.model_validate(request.model_dump(include=set(option_type.model_fields)))
         return self.single(request, operation)
 
+
+# the options model of each one-operation request (its fields are a subset of the request's)
+SINGLE_OPTIONS: dict[type[BaseModel], type[BaseModel]] = {
+    FitRequest: FitOptions, HypotestRequest: HypotestOptions, UpperLimitRequest: UpperLimitOptions
+}
 
 REQUEST_KINDS: dict[str, type[BaseModel]] = {
     "fit": FitRequest, "hypotest": HypotestRequest, "upper-limit": UpperLimitRequest,

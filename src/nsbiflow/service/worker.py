@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +94,13 @@ def model(task: Task) -> LoadedModel:
     return loaded
 
 
+# which ``LoadedModel`` method computes each operation (one table, not a chain of isinstance checks)
+OPERATIONS: dict[type[Any], str] = {
+    FitOptions: "fit", HypotestOptions: "hypotest", UpperLimitOptions: "upper_limit",
+    ProfileOptions: "profile", AnalyseOptions: "analyse",
+}
+
+
 def run(task: Task) -> Result:
     """Compute one task; every failure is a one-line ``NsbiflowError`` (pickled back to the server)."""
     try:
@@ -100,17 +108,10 @@ def run(task: Task) -> Result:
         if task.patch is not None:
             loaded = loaded.patched(list(task.patch))
         operation = task.operation
-        if isinstance(operation, FitOptions):
-            return loaded.fit(operation)
-        if isinstance(operation, HypotestOptions):
-            return loaded.hypotest(operation)
-        if isinstance(operation, UpperLimitOptions):
-            return loaded.upper_limit(operation)
-        if isinstance(operation, ProfileOptions):
-            return loaded.profile(operation)
-        if isinstance(operation, AnalyseOptions):
-            return loaded.analyse(operation)
-        return loaded.details()
+        if isinstance(operation, InfoOptions):
+            return loaded.details()
+        method: Callable[[Any], Result] = getattr(loaded, OPERATIONS[type(operation)])
+        return method(operation)
     except SpecError as exc:  # its problems do not pickle: one line instead
         raise BadModelError(f"model: {first_line(exc)}") from None
     except NsbiflowError:
