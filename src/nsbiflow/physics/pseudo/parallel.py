@@ -122,10 +122,10 @@ class FitPool:
         """Every method's fits of the same ``toys`` (auxiliary measurements from ``seed``), method -> results."""
         n = len(toys)
         if self._pool is None or n < 2:
+            from nsbiflow.physics.pseudo.experiments import fit_toys
+
             out = {}
             for method in methods:
-                from nsbiflow.physics.pseudo.experiments import fit_toys
-
                 out[method] = fit_toys(self._like(method), toys, truth, seed, progress, f"{method} at {label}")
             return out
         size = max(1, math.ceil(n / (2 * self.workers)))  # two chunks per worker and method: balanced ends
