@@ -7,8 +7,9 @@ Runs each bundled workflow (``workflows/toy-nsbi.yaml``, ``workflows/offshell-to
 with its ``toys`` step switched on (``--set toys=N``, the workflows' default points: nominal and all nuisance
 parameters of the point at +-1 sigma), reads the ``toys.json`` output, and reports per analysis, point and method
 the 68 % coverage (target 0.68 +- 0.04), the pull width (target 1 +- 0.1), the bias and the background-only limits.
-Writes ``benchmarks/results/toys.json``. The training is the workflows' own (same seeds as ``make toy``); the
-figures of a failing point are reported, never tuned away.
+Writes ``benchmarks/results/toys.json``; with ``--only``, the other analysis's entry already there is kept (each
+entry records its own toy counts, methods, machine and time). The training is the workflows' own (same seeds as
+``make toy``); the figures of a failing point are reported, never tuned away.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, table, write_result
+from common import RESULTS, machine, table, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -89,6 +90,21 @@ def digest(document: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def kept_analyses(path: Path) -> dict[str, Any]:
+    """The analyses of an earlier results file, each with its own toy counts, methods and machine (``{}`` if none)."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    kept = {}
+    for name, entry in (old.get("analyses") or {}).items():
+        for key in ("toys_per_point", "limit_toys", "methods", "measured", "machine"):
+            if key in old:
+                entry.setdefault(key, old[key])
+        kept[name] = entry
+    return kept
+
+
 def main() -> None:
     """Run the benchmark and write ``benchmarks/results/toys.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -119,6 +135,12 @@ def main() -> None:
             limits_doc = found["document"].get("limits") or {}
             payload["analyses"][name] = {
                 "workflow": str(WORKFLOWS[name].relative_to(REPO)),
+                "toys_per_point": args.toys,
+                "limit_toys": limits,
+                "methods": methods,
+                "jobs": args.jobs,
+                "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "machine": machine(),
                 "workflow_seconds": found["workflow_seconds"],
                 "toys_step_seconds": found["toys_step_seconds"],
                 "rows": rows,
@@ -134,6 +156,9 @@ def main() -> None:
                 [[r["point"], r["method"], r["coverage_68"], r["coverage_68_error"], r["pull_width"],
                   r["bias_over_sigma"], "yes" if r["coverage_ok"] and r["pull_width_ok"] else "NO"] for r in rows],
             ))
+    if args.only:
+        payload["analyses"] = {**kept_analyses(RESULTS / f"{args.name}.json"), **payload["analyses"]}
+    payload["toys_per_point"] = min(a["toys_per_point"] for a in payload["analyses"].values())
     nsbi = [r for a in payload["analyses"].values() for r in a["rows"] if r["method"] == "nsbi"]
     payload["nsbi_all_within_targets"] = all(r["coverage_ok"] and r["pull_width_ok"] for r in nsbi)
     payload["machine"] = machine()

@@ -70,3 +70,22 @@ def test_gpu_script_runs_in_smoke_mode() -> None:
     assert payload["inference"]["networks_done"] == payload["inference"]["networks"]
     assert set(payload["summary"]) >= {"small_best_speedup_vs_loop", "wide_fraction_of_bf16_matmul",
                                        "inference_1e4x1e6_seconds", "targets_met"}  # fmt: skip
+
+
+def test_toys_benchmark_with_only_keeps_the_other_analysis_with_its_own_counts(tmp_path: Path) -> None:
+    """``benchmarks/toys.py --only offshell`` merges: the toy entry written by an earlier run stays, and gets the
+    toy counts, methods and machine that file recorded at its top level."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import toys as bench_toys  # benchmarks/toys.py
+    finally:
+        sys.path.remove(str(BENCH))
+    old = {"toys_per_point": 300, "limit_toys": 50, "methods": ["nsbi"], "machine": {"cpus": 2},
+           "analyses": {"toy": {"rows": [{"method": "nsbi"}]}, "offshell": {"rows": [], "toys_per_point": 50}}}
+    path = tmp_path / "toys.json"
+    path.write_text(json.dumps(old))
+    kept = bench_toys.kept_analyses(path)
+    assert kept["toy"] == {"rows": [{"method": "nsbi"}], "toys_per_point": 300, "limit_toys": 50, "methods": ["nsbi"],
+                           "machine": {"cpus": 2}}
+    assert kept["offshell"]["toys_per_point"] == 50  # an entry's own count wins over the file's
+    assert bench_toys.kept_analyses(tmp_path / "missing.json") == {}

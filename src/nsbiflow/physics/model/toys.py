@@ -65,7 +65,7 @@ def run_toys(
     generate: Generator,
     truth: Mapping[str, float],
     n_toys: int,
-    seed: int = 0,
+    seed: int | np.random.Generator = 0,
     poi: str | None = None,
     *,
     errors: Errors = "hessian",
@@ -76,6 +76,7 @@ def run_toys(
     ``errors`` chooses ``sigma_hat`` of the pulls: ``"hessian"`` (the covariance at each toy's best fit, 2N
     gradient calls per toy) or ``"likelihood"`` (``|mu_hat - mu_true| / sqrt(t(mu_true))``, so the pull is the
     likelihood-ratio pull ``sign(mu_hat - mu_true) sqrt(t)``, N(0, 1) by Wilks' theorem, at no extra cost).
+    ``seed`` may be a generator already in use (``physics/pseudo/parallel.py`` continues a run in chunks).
     With ``newton`` every fit first takes Newton steps with the Hessian of the Asimov dataset at the truth
     (computed once; the expected curvature of every toy), falling back to L-BFGS-B whenever they do not converge
     cleanly: the same minima (to the ``2e-9`` decrement) in a few gradient calls instead of ~20 per fit.

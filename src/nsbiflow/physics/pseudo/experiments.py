@@ -35,7 +35,9 @@ CHI2_95 = 3.841458820694124
 BAND_QUANTILES = {"-2": norm.cdf(-2.0), "-1": norm.cdf(-1.0), "0": 0.5, "+1": norm.cdf(1.0), "+2": norm.cdf(2.0)}
 
 
-def _replay(toys: Sequence[Mapping[str, Table]], progress: ProgressFn | None, label: str):
+def replay(
+    toys: Sequence[Mapping[str, Table]], progress: ProgressFn | None, label: str
+) -> Callable[[np.random.Generator], Mapping[str, Table]]:
     """A ``run_toys`` generator handing out the prepared toys in order (their events are drawn already)."""
     state = {"k": 0}
 
@@ -58,7 +60,7 @@ def fit_toys(
     label: str = "",
 ) -> ToyResults:
     """Fit every toy (auxiliary measurements drawn with ``seed``: the same ones for every method)."""
-    return run_toys(like, _replay(toys, progress, label), truth, len(toys), seed=seed)
+    return run_toys(like, replay(toys, progress, label), truth, len(toys), seed=seed)
 
 
 def coverage(hits: int, n: int) -> dict[str, float]:

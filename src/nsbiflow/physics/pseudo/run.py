@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from nsbiflow.physics.model.loader import load_model
 from nsbiflow.physics.model.spec import Model
 from nsbiflow.physics.pseudo import experiments, plots
 from nsbiflow.physics.pseudo.generators import generator, has_generator, holdout_generator
+from nsbiflow.physics.pseudo.parallel import FitPool
 from nsbiflow.physics.pseudo.pools import Evaluator, draw_pool, split
 
 ProgressFn = Callable[[int, int, str], None]
@@ -86,6 +88,36 @@ class _Pseudo:
         return split(pool, columns)
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """What a likelihood of the toys is built from (picklable: each fitting worker builds its own)."""
+
+    model_path: Path
+    ratios: tuple[Path, ...]
+    events: tuple[Path, ...]
+    methods: tuple[str, ...]
+    truth_config: Mapping[str, Any]
+    hist_observable: str
+    hist_bins: int
+
+    def load(self) -> tuple[Model, dict[str, Table], Mapping[str, Any], Any]:
+        """The model, the sample tables, the inference info and the truth (``None`` without a simulator)."""
+        model = load_model(self.model_path)
+        tables, info = read_samples(self.ratios, self.events)
+        require(tables, model.samples(), "toys")
+        truth = None
+        if model.truth is not None:
+            from nsbiflow.physics.truth import truth_from_spec
+
+            truth = truth_from_spec(model.truth.simulator, {**model.truth.config, **self.truth_config})
+        return model, tables, info, truth
+
+    def __call__(self) -> dict[str, Likelihood]:
+        """Method -> likelihood (a worker's build)."""
+        model, tables, _, truth = self.load()
+        return _likelihoods(model, tables, self.methods, truth, self.hist_observable, self.hist_bins)[0]
+
+
 def run_pseudo(
     model_path: Path,
     ratios: Sequence[Path],
@@ -103,16 +135,15 @@ def run_pseudo(
     hist_observable: str,
     hist_bins: int,
     progress: ProgressFn | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """The pseudo-experiment document (``evaluator(observables, inference_info)`` builds the ratio evaluator)."""
-    model = load_model(model_path)
-    tables, info = read_samples(ratios, events)
-    require(tables, model.samples(), "toys")
-    truth = None
-    if model.truth is not None:
-        from nsbiflow.physics.truth import truth_from_spec
+    """The pseudo-experiment document (``evaluator(observables, inference_info)`` builds the ratio evaluator).
 
-        truth = truth_from_spec(model.truth.simulator, {**model.truth.config, **truth_config})
+    ``workers`` processes fit the toys (``physics/pseudo/parallel.py``; the document does not depend on it).
+    """
+    inputs = Inputs(Path(model_path), tuple(ratios), tuple(events), tuple(methods), dict(truth_config),
+                    hist_observable, hist_bins)
+    model, tables, info, truth = inputs.load()
     if source == "auto":
         source = "generator" if model.truth is not None and has_generator(model.truth.simulator) else "holdout"
     if source == "generator" and truth is None:
@@ -125,7 +156,26 @@ def run_pseudo(
             raise StageError("toys: bind the trained ensembles ('ensembles') to evaluate ratios on generated events")
         assert truth is not None
         ev = evaluator(list(truth.observables()), info)
-    pseudo = _Pseudo(model, tables, truth, ev, source, counting)
+    with FitPool(inputs, workers if n_toys > 1 else 1, likes) as pool:
+        return _run(model, likes, skipped, _Pseudo(model, tables, truth, ev, source, counting), pool, plots_dir,
+                    n_toys=n_toys, points=points, limit_toys=limit_toys, source=source, seed=seed, progress=progress)
+
+
+def _run(
+    model: Model,
+    likes: Mapping[str, Likelihood],
+    skipped: Mapping[str, str],
+    pseudo: _Pseudo,
+    pool: FitPool,
+    plots_dir: Path,
+    *,
+    n_toys: int,
+    points: Sequence[Mapping[str, float]],
+    limit_toys: int,
+    source: str,
+    seed: int,
+    progress: ProgressFn | None,
+) -> dict[str, Any]:
     poi = model.pois()[0]
     chosen = [_point(model, p) for p in (points or [{}])]
     rng = np.random.default_rng(seed)
@@ -135,7 +185,7 @@ def run_pseudo(
         "source": source,
         "toys_per_point": n_toys,
         "methods": list(likes),
-        "skipped": skipped,
+        "skipped": dict(skipped),
         "seed": seed,
         "targets": {k: {"value": v, "tolerance": t} for k, (v, t) in TARGETS.items()},
         "points": [],
@@ -150,8 +200,8 @@ def run_pseudo(
         toys = pseudo.toys(values, n_toys, rng, progress)
         point: dict[str, Any] = {"values": values, "label": label, "poi": poi, "truth": values[poi],
                                  "toys": n_toys, "methods": {}}
-        for method, like in likes.items():
-            result = experiments.fit_toys(like, toys, values, seed + 1000 * (k + 1), progress, f"{method} at {label}")
+        fitted = pool.fit_all(list(likes), toys, values, seed + 1000 * (k + 1), progress, label)
+        for method, result in fitted.items():
             summary = experiments.summarise(result)
             if method in asimov:
                 summary["cls_excludes_truth"] = experiments.excludes_truth(summary, values[poi], asimov[method])
