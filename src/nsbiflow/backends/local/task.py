@@ -142,28 +142,17 @@ def _run_once(
         log.flush()
         prefix = lifeline_prefix()  # dies with the runner, even by SIGKILL (lifeline.py)
         try:
-            if prefix is not None:
-                program = _resolve(command[0], workdir, env)
-                process = subprocess.Popen(
-                    [*prefix, program, *command[1:]],
-                    cwd=workdir,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            else:
-                process = subprocess.Popen(
-                    command,
-                    cwd=workdir,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                    preexec_fn=die_with_parent_hook(),
-                )
+            argv = command if prefix is None else [*prefix, _resolve(command[0], workdir, env), *command[1:]]
+            process = subprocess.Popen(
+                argv,
+                cwd=workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=die_with_parent_hook() if prefix is None else None,  # the fallback forces a fork
+            )
         except FileNotFoundError:
             return None, f"command not found: {command[0]!r} (is the step's program installed and on PATH?)"
         except PermissionError:
