@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-
 _FUNCTIONS = ("sqrt", "exp", "log", "abs")
 _MAX_LENGTH = 2000
 _MAX_NODES = 500
