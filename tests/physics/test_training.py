@@ -173,3 +173,30 @@ def test_interleaved_member_evaluation_leaves_autograd_on(tmp_path: Path) -> Non
     for _ in zip(ens.member_log_ratios(x), ens.member_log_ratios(x), strict=True):
         pass
     assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+
+
+@pytest.mark.parametrize("mode", ["batched", "loop"])
+def test_exported_parameters_are_the_best_epochs(mode: str) -> None:
+    """Re-evaluating each exported member on its own holdout fold gives the holdout loss of its best epoch
+    (not the last epoch's, nor the first's): the best parameters are kept and exported, wherever they are."""
+    model = ToyModel()
+    rng = np.random.default_rng(5)
+    num, ref = model.sample("signal", 600, rng), model.sample("reference", 600, rng)
+    cfg = TrainConfig(members=3, seed=2, hidden=[16], max_epochs=7, patience=7, lr=0.05, mode=mode, bootstrap=False)
+    members, scaler = train_ensemble(num, ref, cfg)
+    x = torch.from_numpy(np.concatenate([scaler(num), scaler(ref)]))
+    y = torch.cat([torch.ones(len(num)), torch.zeros(len(ref))])
+    n = len(x)
+    fold_of = np.empty(n, dtype=np.int64)
+    fold_of[np.random.default_rng([cfg.seed, 7919]).permutation(n)] = np.arange(n) % cfg.folds
+    kinds = set()
+    for member in members:
+        hold = torch.from_numpy(fold_of == member.info["member_id"] % cfg.folds)
+        net = BatchedMLP.from_member_states(MLPConfig(n_inputs=x.shape[1], hidden=cfg.hidden), [member.state])
+        with torch.no_grad():
+            logits = net(x[hold])[0]
+        loss = float(torch.nn.functional.binary_cross_entropy_with_logits(logits, y[hold]))
+        best = int(member.info["best_epoch"])
+        assert loss == pytest.approx(member.curves["holdout"][best], rel=1e-4)
+        kinds.add("last" if best == len(member.curves["holdout"]) - 1 else "earlier")
+    assert kinds == {"last", "earlier"}, kinds  # both places the best can be in are exercised

@@ -19,7 +19,9 @@ a constant digest: a stale cache hit is worse than a refusal.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
+from collections.abc import Iterable
 from pathlib import Path
 
 from nsbiflow.errors import NsbiflowError
@@ -103,6 +105,19 @@ def _entry_nodes(tree: ast.Module, function: str, module: str) -> list[ast.stmt]
     return top_level + list(chosen.values())
 
 
+@functools.lru_cache(maxsize=4096)
+def _parsed(path: Path, mtime_ns: int, size: int) -> ast.Module:
+    """A source file's syntax tree, cached by its modification time and size (planning a workflow asks for
+    the same modules once per step definition: the toy's 14 closures parsed 305 files, 4.7 s under load)."""
+    return ast.parse(path.read_bytes(), filename=str(path))
+
+
+@functools.lru_cache(maxsize=4096)
+def _module_imports(path: Path, mtime_ns: int, size: int, module: str, is_package: bool) -> frozenset[str]:
+    """``_imports`` of a whole module, cached like ``_parsed``."""
+    return frozenset(_imports(list(_parsed(path, mtime_ns, size).body), module, is_package))
+
+
 def _closure(name: str, function: str | None) -> dict[str, Path]:
     top = name.split(".")[0]
     root = _package_root(top)
@@ -126,12 +141,16 @@ def _closure(name: str, function: str | None) -> dict[str, Path]:
         if path is None:
             continue
         files[path.relative_to(root.parent).as_posix()] = path
+        stat = path.stat()
         try:
-            tree = ast.parse(path.read_bytes(), filename=str(path))
+            if only:
+                tree = _parsed(path, stat.st_mtime_ns, stat.st_size)
+                imported: Iterable[str] = _imports(_entry_nodes(tree, only, module), module, is_package)
+            else:
+                imported = _module_imports(path, stat.st_mtime_ns, stat.st_size, module, is_package)
         except (SyntaxError, ValueError) as exc:
             raise CodeError(f"python module {module!r} ({path}) does not parse: {exc}") from None
-        nodes = _entry_nodes(tree, only, module) if only else list(tree.body)
-        todo.extend((m, None) for m in _imports(nodes, module, is_package) if m.split(".")[0] == top)
+        todo.extend((m, None) for m in imported if m.split(".")[0] == top)
     return files
 
 

@@ -39,8 +39,9 @@ def plain_state(weights: list[torch.Tensor], biases: list[torch.Tensor]) -> dict
     """One member's plain state dict (on the CPU) from its (in, out) weights and (1, out) biases."""
     state: dict[str, torch.Tensor] = {}
     for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
-        state[f"layers.{i}.weight"] = w.t().contiguous().cpu().clone()
-        state[f"layers.{i}.bias"] = b[0].contiguous().cpu().clone()
+        # one copy each (``to(copy=True)`` transposes into a fresh contiguous CPU tensor): never a view of w, b
+        state[f"layers.{i}.weight"] = w.t().to("cpu", copy=True, memory_format=torch.contiguous_format)
+        state[f"layers.{i}.bias"] = b[0].to("cpu", copy=True, memory_format=torch.contiguous_format)
     return state
 
 

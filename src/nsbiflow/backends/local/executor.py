@@ -27,6 +27,7 @@ from types import FrameType
 from typing import Any
 
 from nsbiflow import __version__
+from nsbiflow.backends.local.janitor import JANITOR
 from nsbiflow.backends.local.loops import task_function
 from nsbiflow.backends.local.progress import PlainProgress, Progress, progress_file
 from nsbiflow.backends.local.ready import ReadyQueue
@@ -39,7 +40,11 @@ from nsbiflow.store.digest import canonical_json
 from nsbiflow.store.records import pid_alive
 
 MANIFEST_INTERVAL = 1.0
-"""Seconds between progress writes of the run manifest (it is always written at the start and the end)."""
+"""Least seconds between progress writes of the run manifest (it is always written at the start and the end)."""
+
+MANIFEST_SHARE = 0.05
+"""Most of the scheduler's time the progress writes may take: the interval grows with the time one write
+took (a 10^4-step manifest is ~9 MB), so writing it never becomes the per-step cost of a wide run."""
 
 
 def new_run_id() -> str:
@@ -235,6 +240,7 @@ class LocalExecutor:
             if not self.keep_workdirs and self.workdir_root is None:
                 shutil.rmtree(root, ignore_errors=True)
             raise
+        JANITOR.drain()  # the finished steps' work directories are gone before the run reports its end
         failed = [r for r in manifest.steps.values() if r.status in ("failed", "skipped")]
         manifest.status = "failed" if failed else "succeeded"
         manifest.outputs = self._workflow_outputs(plan, manifest)
@@ -273,7 +279,7 @@ class LocalExecutor:
         used_cpu, used_mem = 0.0, 0.0
         identities: dict[str, dict[str, str]] = {}
         resolved: dict[str, tuple[str, dict[str, list[ArtifactRef]]]] = {}  # key computed, not cached
-        last_write = time.monotonic()
+        last_write, interval = time.monotonic(), MANIFEST_INTERVAL
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
             try:
                 while pending or running:
@@ -347,9 +353,11 @@ class LocalExecutor:
                         used_mem -= mem
                         self._complete(manifest, step, _result_of(future))
                         pending.finished(step.id)
-                    if time.monotonic() - last_write > MANIFEST_INTERVAL:  # the final write is in run()
+                    if time.monotonic() - last_write > interval:  # the final write is in run()
+                        began = time.monotonic()
                         self.store.write_manifest(manifest)
                         last_write = time.monotonic()
+                        interval = max(MANIFEST_INTERVAL, (last_write - began) / MANIFEST_SHARE)
             except BaseException:
                 for future in running:
                     future.cancel()

@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nsbiflow.backends.local.lifeline import die_with_parent_hook
+from nsbiflow.backends.local.janitor import JANITOR
+from nsbiflow.backends.local.lifeline import die_with_parent_hook, lifeline_prefix
 from nsbiflow.backends.local.progress import PROGRESS_ENV, progress_file
 from nsbiflow.engine.contract import (
     command_line,
@@ -111,22 +112,46 @@ def _tail(path: Path) -> str:
     return meaningful[-1].strip() if meaningful else ""
 
 
+def _resolve(program: str, workdir: Path, env: Mapping[str, str]) -> str:
+    """``program`` as ``subprocess`` would run it (a path relative to ``workdir``, else looked up on the step's
+    ``PATH``), as an absolute path; ``FileNotFoundError``/``PermissionError`` as ``Popen`` raises them.
+
+    Done here because the lifeline wrapper (``setpriv``, then ``sh``'s ``exec``) would otherwise be the one to
+    find it missing, and report it as an exit code instead of the runner's one-line error.
+    """
+    if os.sep in program:
+        path = Path(program) if os.path.isabs(program) else workdir / program
+        if not path.is_file():
+            raise FileNotFoundError(program)
+        if not os.access(path, os.X_OK):
+            raise PermissionError(program)
+        return str(path)
+    found = shutil.which(program, path=env.get("PATH", os.defpath))
+    if found is None:
+        if shutil.which(program, mode=os.F_OK, path=env.get("PATH", os.defpath)) is not None:
+            raise PermissionError(program)
+        raise FileNotFoundError(program)
+    return os.path.abspath(found)
+
+
 def _run_once(
     command: list[str], workdir: Path, env: dict[str, str], log_path: Path, timeout: float | None, attempt: int
 ) -> tuple[int | None, str | None]:
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"# attempt {attempt}: {' '.join(command)}\n")
         log.flush()
+        prefix = lifeline_prefix()  # dies with the runner, even by SIGKILL (lifeline.py)
         try:
+            argv = command if prefix is None else [*prefix, _resolve(command[0], workdir, env), *command[1:]]
             process = subprocess.Popen(
-                command,
+                argv,
                 cwd=workdir,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=die_with_parent_hook(),  # dies with the runner, even by SIGKILL (lifeline.py)
+                preexec_fn=die_with_parent_hook() if prefix is None else None,  # the fallback forces a fork
             )
         except FileNotFoundError:
             return None, f"command not found: {command[0]!r} (is the step's program installed and on PATH?)"
@@ -208,8 +233,8 @@ def run_task(
                             seconds=round(seconds, 3),
                         )
                     )
-                if not keep_workdir:  # here, in the worker thread, so the scheduler never waits on it
-                    shutil.rmtree(workdir, ignore_errors=True)
+                if not keep_workdir:  # moved aside here, deleted in the background (janitor.py)
+                    JANITOR.discard(workdir)
                 return TaskResult(True, stored, attempts, seconds, log_path, log_digest=log)
             error = f"exited 0 but did not write output(s) {', '.join(missing)}"
         elif code is not None:

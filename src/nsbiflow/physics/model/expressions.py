@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import ast
 import math
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import torch
 
 _FUNCTIONS = ("sqrt", "exp", "log", "abs")
 _MAX_LENGTH = 2000
@@ -36,7 +35,10 @@ _LOG_FLOOR = 1e-300
 
 
 def _call(name: str, value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
+    # torch is not imported here: validating a model (at every plan) must not cost its import (seconds); a
+    # tensor can only be passed in once someone has imported it
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
         if name == "sqrt":
             return torch.sqrt(torch.clamp(value, min=_SQRT_FLOOR))
         if name == "log":

@@ -48,8 +48,6 @@ def trained_labels(plan: Any) -> set[str]:
 
 def check_plan(plan: Any) -> list[Problem]:
     """Problems of the models a plan binds (see the module docstring)."""
-    from nsbiflow.physics.model.loader import load_model
-
     problems: list[Problem] = []
     trained = trained_labels(plan)
     seen: set[Path] = set()
@@ -60,6 +58,8 @@ def check_plan(plan: Any) -> list[Problem]:
                 if path is None or path in seen or not _is_model_file(Path(path)):
                     continue
                 seen.add(path)
+                from nsbiflow.physics.model.loader import load_model  # here: it imports torch (seconds)
+
                 try:
                     model = load_model(path)
                 except SpecError as error:

@@ -30,6 +30,7 @@ from torch import nn
 
 from nsbiflow.physics.errors import StageError
 from nsbiflow.physics.objects import ObjectEvents, pad
+from nsbiflow.physics.optim import adam
 from nsbiflow.physics.reweight.config import DeepSetsConfig
 from nsbiflow.physics.reweight.folds import split
 from nsbiflow.physics.training import TrainedMember, pick_device
@@ -188,10 +189,7 @@ def _train_member(
     hold_rows = np.flatnonzero(hold_w > 0)
     w = torch.from_numpy(train_w.astype(np.float32)).to(device)
     wh = torch.from_numpy(hold_w.astype(np.float32)).to(device)
-    cuda = device.type == "cuda"
-    opt = torch.optim.Adam(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=not cuda, fused=cuda or None
-    )
+    opt = adam(model.parameters(), config.lr, config.weight_decay)
     gen = np.random.default_rng(int(torch.initial_seed() % 2**31))
     best, best_epoch, stale = math.inf, 0, 0
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
