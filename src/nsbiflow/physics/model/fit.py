@@ -51,6 +51,7 @@ class Curvature:
 
     free: list[int]
     hessian: FloatArray
+    exact: bool = False  # the likelihood's exact Hessian (then profile fits use it at every iterate instead)
     _inverse: dict[tuple[int, ...], FloatArray] = field(default_factory=dict)
 
     def inverse(self, free: Sequence[int]) -> FloatArray | None:
@@ -179,9 +180,10 @@ def minimise(
 ) -> Minimum:
     """Minimise over the free parameters (model-fixed ones and ``fixed`` held).
 
-    With the gradient, Newton steps with the exact Hessian are tried first (where the likelihood has one),
-    then, with ``curvature``, Newton steps with that fixed Hessian; L-BFGS-B from ``start`` finishes whenever
-    they do not converge cleanly (an active bound, a bad step).
+    With the gradient: given ``curvature``, Newton steps with that fixed Hessian are tried first (cheap
+    gradient-only calls: what toy fits starting at the truth want); then Newton steps with the exact Hessian
+    (where the likelihood has one: quadratic convergence, what a fit from afar or a large model wants);
+    L-BFGS-B from ``start`` finishes whenever they do not converge cleanly (an active bound, a bad step).
     """
     ps = like.parameters
     x0 = np.array(ps.init if start is None else start, dtype=np.float64)
@@ -203,11 +205,6 @@ def minimise(
     if len(free) == 0:
         return Minimum(x0, like.value(x0), True)
 
-    if use_gradient:
-        exact = _newton_exact(like, x0, free, lims)
-        if exact is not None:
-            return Minimum(exact[0], exact[1], True, exact[2], 0)
-
     if use_gradient and curvature is not None:
         h_inv = curvature.inverse([int(i) for i in free])
         newton = _newton(like, x0, free, lims, h_inv) if h_inv is not None else None
@@ -215,6 +212,11 @@ def minimise(
             x, calls = newton
             tensor, bad = like.evaluate(torch.as_tensor(x))
             return Minimum(x, float(tensor), True, calls, bad)
+
+    if use_gradient:
+        exact = _newton_exact(like, x0, free, lims)
+        if exact is not None:
+            return Minimum(exact[0], exact[1], True, exact[2], 0)
 
     if use_gradient:
 
@@ -277,9 +279,10 @@ def covariance(
 ) -> tuple[list[int], FloatArray]:
     """Free parameter indices and the covariance ``2 H^-1`` (``H`` of ``-2 ln L``); ``curvature`` receives ``H``."""
     free = [i for i in range(len(x)) if not like.parameters.fixed[i]]
-    h = hessian(like, x, free)
+    jet = like.jet(x)
+    h = np.asarray(jet[2][np.ix_(free, free)]) if jet is not None else finite_difference_hessian(like, x, free)
     if curvature is not None:
-        curvature.append(Curvature(free, h))
+        curvature.append(Curvature(free, h, jet is not None))
     try:
         cov = np.asarray(2.0 * np.linalg.inv(h), dtype=np.float64)
     except np.linalg.LinAlgError:
