@@ -332,16 +332,23 @@ class Profile:
         return m
 
     def _nearest(self, values: Mapping[str, float]) -> FloatArray:
-        best_x, best_d = self.best.x, math.inf
+        """The start of a profile fit: the nearest profiled point (or the best fit); in one POI, the line through
+        the two nearest, evaluated at the new value (a scan's next point then starts within O(step^2))."""
         idx = self.like.index
-        base = sum((self.best.x[idx[k]] - v) ** 2 for k, v in values.items())
-        if base < best_d:
-            best_d = base
-        for m in self.cache.values():
-            d = sum((m.x[idx[k]] - v) ** 2 for k, v in values.items())
-            if d < best_d:
-                best_x, best_d = m.x, d
-        return best_x
+        points = [self.best.x] + [m.x for m in self.cache.values()]
+        distances = [sum((x[idx[k]] - v) ** 2 for k, v in values.items()) for x in points]
+        order = np.argsort(distances, kind="stable")
+        nearest = points[int(order[0])]
+        if len(values) != 1 or len(points) < 2:
+            return nearest
+        ((name, value),) = values.items()
+        i = idx[name]
+        other = points[int(order[1])]
+        span = float(other[i] - nearest[i])
+        reach = float(value - nearest[i])
+        if abs(span) < 1e-12 or abs(reach) > 2 * abs(span):  # no line, or too far along it
+            return nearest
+        return np.asarray(nearest + (other - nearest) * (reach / span), dtype=np.float64)
 
     def t(self, values: Mapping[str, float]) -> float:
         """``t = -2 ln L(values, hat-hat) + 2 ln L(hat)`` (>= 0)."""

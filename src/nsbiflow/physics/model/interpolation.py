@@ -122,7 +122,8 @@ class Code4Batch:
             rows = torch.stack(
                 [inner**k, keep * k * inner ** (k - 1), keep * k * (k - 1) * inner ** torch.clamp(k - 2, min=0)], dim=1
             )
-            polys = torch.bmm(rows, self.coefficients[:, :, part])  # (S, 3, m)
+            coefficients = self.coefficients[:, :, part]
+            polys = torch.bmm(rows.to(coefficients.dtype), coefficients).to(torch.float64)  # (S, 3, m)
             raw = polys[:, 0] + 1.0
             if float(raw.min()) > FLOOR:  # the usual case: no factor at the floor
                 inverse = torch.reciprocal(raw)
