@@ -241,7 +241,7 @@ def _yields(
                 m_k += (hot @ a).numpy()
                 if first is None:
                     continue
-                np.add.at(d_k, (slice(None), rows), (hot * a @ first.T).numpy())
+                np.add.at(d_k.T, rows, (hot * a @ first.T).numpy().T)  # columns: a parameter may name two rows
                 for b in range(k):
                     ab = hot[b] * a
                     np.add.at(d2_k[b], np.ix_(rows, rows), ((first * ab) @ first.T).numpy())
