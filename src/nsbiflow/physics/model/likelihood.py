@@ -544,6 +544,8 @@ class Likelihood:
         require(tables, [s for s in model.samples() if _is_sample_needed(model, s)], "fit")
         self.model, self.tables, self.method, self.truth = model, tables, method, truth
         self.parameters = ParameterSet.of(model)
+        self.exact_hessian = True
+        """Whether ``jet`` answers (False: the fits use the gradient path -- L-BFGS-B, finite-difference Hessians)"""
         self.index = self.parameters.index()
         self.aux = torch.from_numpy(self.parameters.aux.copy())
         self.regions: list[UnbinnedTerm | BinnedTerm] = []
@@ -593,11 +595,14 @@ class Likelihood:
             term.asimov(t, self.scope(t), self.tables)
         self.aux = t[torch.from_numpy(self.parameters.constrained)].clone()
 
-    def copy(self) -> Likelihood:
-        """An independent likelihood sharing the (read-only) prepared inputs, so its data can change."""
+    def copy(self, exact_hessian: bool | None = None) -> Likelihood:
+        """An independent likelihood sharing the (read-only) prepared inputs, so its data can change
+        (``exact_hessian=False``: one whose fits take the gradient path)."""
         other = copy.copy(self)
         other.regions = [copy.copy(r) for r in self.regions]
         other.aux = self.aux.clone()
+        if exact_hessian is not None:
+            other.exact_hessian = exact_hessian
         return other
 
     def twice_nll(self, theta: torch.Tensor) -> torch.Tensor:
@@ -637,7 +642,7 @@ class Likelihood:
         parameters; the rest (the scales as functions of theta, binned regions, constraints) is small and is
         differentiated twice by autograd, then chained: ``H = J' H_z J + sum_p dPhi/ds_p d2 s_p + H_small``.
         """
-        if not all(isinstance(t, BinnedTerm) or jets.supported(t) for t in self.regions):
+        if not self.exact_hessian or not all(isinstance(t, BinnedTerm) or jets.supported(t) for t in self.regions):
             return None
         n = len(x)
         theta = torch.tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
