@@ -165,9 +165,11 @@ def model_fit_rows(r: dict[str, Any]) -> list[list[str]]:
         [
             f"3 model fit: {r['nuisance_parameters']} nuisance parameters, {r['events']:.2g} unbinned events",
             f"fit {r['fit_seconds_gradient']:.1f} s + Hessian {r['hessian_seconds']:.1f} s, "
-            f"{r['scan_points']}-point scan {r['scan_seconds_gradient']:.0f} s (autograd gradient); without "
+            f"{r['scan_points']}-point scan {r['scan_seconds_gradient']:.0f} s "
+            f"({r.get('method', 'L-BFGS-B, autograd gradient')}); without "
             f"gradient: fit {r['fit_seconds_no_gradient_projected']:.0f} s (projected)",
-            f"{r['fit_seconds_no_gradient_projected'] / r['fit_seconds_gradient']:.0f}x faster with the gradient",
+            f"{r['fit_seconds_no_gradient_projected'] / r['fit_seconds_gradient']:.0f}x faster with the gradient"
+            + (f", {r['fit_speedup_vs_lbfgsb']:.0f}x faster than L-BFGS-B" if "fit_speedup_vs_lbfgsb" in r else ""),
             "fit < 10 s",
             _met(r["fit_under_10s"]),
         ]

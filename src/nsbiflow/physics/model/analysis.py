@@ -39,7 +39,8 @@ def _analyse(
     best = fit.minimise(like, use_gradient=use_gradient)
     curvature: list[fit.Curvature] = []
     free, cov = fit.covariance(like, best.x, curvature)
-    profile = fit.Profile(like, best, use_gradient, curvature=curvature[0])
+    # with the exact Hessian the profile fits take exact Newton steps; else chord steps with the best fit's
+    profile = fit.Profile(like, best, use_gradient, curvature=None if curvature[0].exact else curvature[0])
     errors = {ps.names[i]: math.sqrt(max(cov[a, a], 0.0)) for a, i in enumerate(free)}
     pois: dict[str, Any] = {}
     for poi in ps.pois:

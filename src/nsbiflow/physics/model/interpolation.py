@@ -102,22 +102,89 @@ class Code4Batch:
                     derivative[inside_rows] = ratio[inside_rows]
         return total, derivative
 
+    def jet(self, theta: torch.Tensor, part: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``sum_s log f_s``, ``d log f_s / d theta_s`` and ``d^2 log f_s / d theta_s^2`` on the elements ``part``.
+
+        The second derivatives are exact (each ``f_s`` depends on ``theta_s`` only, so the Hessian of the sum is
+        diagonal): 0 on the exponential branches, ``p''/p - (p'/p)^2`` on the polynomial. One batched product
+        with the rows ``theta^k``, ``k theta^(k-1)`` and ``k (k-1) theta^(k-2)`` gives the three polynomials.
+        """
+        t = theta.detach().to(torch.float64)
+        above, below = t >= 1, t <= -1
+        inside = ~(above | below)
+        lu, ld = self.log_up[:, part], self.log_down[:, part]
+        total = torch.zeros(lu.shape[1], dtype=torch.float64)
+        first = second = torch.zeros(lu.shape, dtype=torch.float64)
+        if bool(inside.any()):
+            inner = torch.where(inside, t, torch.zeros_like(t))[:, None]
+            k = self._powers
+            keep = inside[:, None].to(torch.float64)  # rows of the other branches: 0 (their polynomials vanish)
+            rows = torch.stack(
+                [inner**k, keep * k * inner ** (k - 1), keep * k * (k - 1) * inner ** torch.clamp(k - 2, min=0)], dim=1
+            )
+            coefficients = self.coefficients[:, :, part]
+            polys = torch.bmm(rows.to(coefficients.dtype), coefficients).to(torch.float64)  # (S, 3, m)
+            raw = polys[:, 0] + 1.0
+            if float(raw.min()) > FLOOR:  # the usual case: no factor at the floor
+                inverse = torch.reciprocal(raw)
+                first = polys[:, 1] * inverse
+                second = polys[:, 2] * inverse
+                second.addcmul_(first, first, value=-1.0)
+                total = total + torch.log(raw.prod(0) if raw.shape[0] > 1 else raw[0])
+            else:
+                ok = raw > FLOOR
+                factors = torch.where(ok, raw, torch.full_like(raw, FLOOR))
+                total = total + torch.log(factors.prod(0) if factors.shape[0] > 1 else factors[0])
+                first = torch.where(ok, polys[:, 1] / factors, torch.zeros_like(raw))
+                second = torch.where(ok, polys[:, 2] / factors - first**2, torch.zeros_like(raw))
+        if bool(above.any()):
+            total = total + torch.where(above, t, torch.zeros_like(t)) @ lu
+            first = first + above[:, None] * lu
+        if bool(below.any()):
+            total = total - torch.where(below, t, torch.zeros_like(t)) @ ld
+            first = first - below[:, None] * ld
+        return total, first, second
+
 
 class _Code4Log(torch.autograd.Function):
-    """``Code4Batch.log`` with a hand-written backward: ``grad_theta = (d log f / d theta) @ grad``."""
+    """``Code4Batch.log`` with a hand-written backward: ``grad_theta = (d log f / d theta) @ grad``.
+
+    The backward is itself differentiable (``_Code4Slope`` carries the exact second derivatives), so the
+    Hessian of a small term (normalisation systematics, binned code 4) comes from autograd; with no graph
+    requested the saved derivative is used as it is.
+    """
 
     @staticmethod
     def forward(ctx: Any, theta: torch.Tensor, batch: Code4Batch) -> torch.Tensor:
         total, derivative = batch.forward_parts(theta, bool(ctx.needs_input_grad[0]))
         if derivative is not None:
-            ctx.save_for_backward(derivative)
+            ctx.batch = batch
+            ctx.save_for_backward(theta, derivative)
         return total
 
     @staticmethod
-    @once_differentiable  # the saved derivative is a constant of the graph: no second derivatives through it
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (derivative,) = ctx.saved_tensors
+        theta, derivative = ctx.saved_tensors
+        if torch.is_grad_enabled():  # a graph of the gradient is wanted (second derivatives)
+            derivative = _Code4Slope.apply(theta, ctx.batch, derivative)
         return derivative @ grad_output, None
+
+
+class _Code4Slope(torch.autograd.Function):
+    """``d log f_s / d theta_s`` as a function of ``theta`` (its derivative: the diagonal second derivatives)."""
+
+    @staticmethod
+    def forward(ctx: Any, theta: torch.Tensor, batch: Code4Batch, derivative: torch.Tensor) -> torch.Tensor:
+        ctx.batch = batch
+        ctx.save_for_backward(theta)
+        return derivative.clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (theta,) = ctx.saved_tensors
+        _, _, second = ctx.batch.jet(theta)
+        return (grad_output * second).sum(1), None, None
 
 
 class Code4(Code4Batch):

@@ -32,7 +32,7 @@ import torch
 from numpy.typing import NDArray
 
 from nsbiflow.physics.errors import StageError
-from nsbiflow.physics.model import modifiers
+from nsbiflow.physics.model import jets, modifiers
 from nsbiflow.physics.model.data import Table, require
 from nsbiflow.physics.model.expressions import Expression, parse
 from nsbiflow.physics.model.spec import (
@@ -544,6 +544,8 @@ class Likelihood:
         require(tables, [s for s in model.samples() if _is_sample_needed(model, s)], "fit")
         self.model, self.tables, self.method, self.truth = model, tables, method, truth
         self.parameters = ParameterSet.of(model)
+        self.exact_hessian = True
+        """Whether ``jet`` answers (False: the fits use the gradient path -- L-BFGS-B, finite-difference Hessians)"""
         self.index = self.parameters.index()
         self.aux = torch.from_numpy(self.parameters.aux.copy())
         self.regions: list[UnbinnedTerm | BinnedTerm] = []
@@ -593,11 +595,14 @@ class Likelihood:
             term.asimov(t, self.scope(t), self.tables)
         self.aux = t[torch.from_numpy(self.parameters.constrained)].clone()
 
-    def copy(self) -> Likelihood:
-        """An independent likelihood sharing the (read-only) prepared inputs, so its data can change."""
+    def copy(self, exact_hessian: bool | None = None) -> Likelihood:
+        """An independent likelihood sharing the (read-only) prepared inputs, so its data can change
+        (``exact_hessian=False``: one whose fits take the gradient path)."""
         other = copy.copy(self)
         other.regions = [copy.copy(r) for r in self.regions]
         other.aux = self.aux.clone()
+        if exact_hessian is not None:
+            other.exact_hessian = exact_hessian
         return other
 
     def twice_nll(self, theta: torch.Tensor) -> torch.Tensor:
@@ -629,6 +634,69 @@ class Likelihood:
         if not np.isfinite(v) or not np.all(np.isfinite(g)):
             raise StageError("fit: the likelihood is not finite at " + _show(self.parameters.names, x))
         return v, g
+
+    def jet(self, x: FloatArray) -> tuple[float, FloatArray, FloatArray] | None:
+        """``-2 ln L``, its gradient and its exact Hessian at ``x``; ``None`` where ``jets`` cannot treat a region.
+
+        The unbinned regions' event sums come from ``jets.region_jet`` in the process scales and the event
+        parameters; the rest (the scales as functions of theta, binned regions, constraints) is small and is
+        differentiated twice by autograd, then chained: ``H = J' H_z J + sum_p dPhi/ds_p d2 s_p + H_small``.
+        """
+        if not self.exact_hessian or not all(isinstance(t, BinnedTerm) or jets.supported(t) for t in self.regions):
+            return None
+        n = len(x)
+        theta = torch.tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
+        scope = self.scope(theta)
+        value = 0.0
+        small = torch.zeros((), dtype=torch.float64)
+        chained: list[tuple[jets.RegionJet, torch.Tensor]] = []
+        for term in self.regions:
+            if isinstance(term, BinnedTerm):
+                v, bad = term.twice_nll(theta, scope)
+                if int(bad):
+                    return None
+                small = small + v
+                continue
+            scales = torch.stack([torch.as_tensor(p.scale(theta, scope), dtype=torch.float64) for p in term.processes])
+            found = jets.region_jet(term, scales.detach().numpy(), theta)
+            if found is None:
+                return None
+            value += found.value
+            # sum_p (dPhi/ds_p) s_p(theta): its autograd Hessian is the second-order chain term
+            small = small + torch.dot(torch.from_numpy(found.grad[: len(term.processes)]), scales)
+            chained.append((found, scales))
+        cons = torch.from_numpy(self.parameters.constrained)
+        if len(cons):
+            small = small + torch.sum(((theta[cons] - self.aux) / torch.from_numpy(self.parameters.sigma)) ** 2)
+        grad_t: torch.Tensor | None = None
+        hess = np.zeros((n, n))
+        if small.requires_grad:
+            (grad_t,) = torch.autograd.grad(small, theta, create_graph=True)
+            if grad_t.requires_grad:
+                for i in range(n):
+                    (row,) = torch.autograd.grad(grad_t[i], theta, retain_graph=True, allow_unused=True)
+                    if row is not None:
+                        hess[i] = row.numpy()
+        grad = np.zeros(n) if grad_t is None else grad_t.detach().numpy().copy()
+        # the value of `small` without the chain term
+        value += float(small.detach())
+        value -= sum(float(torch.dot(torch.from_numpy(j.grad[: len(sc)]), sc.detach())) for j, sc in chained)
+        for found, scales in chained:
+            n_p = len(scales)
+            jac = np.zeros((n_p + len(found.event_parameters), n))
+            for p in range(n_p):
+                if scales[p].requires_grad:
+                    (row,) = torch.autograd.grad(scales[p], theta, retain_graph=True, allow_unused=True)
+                    if row is not None:
+                        jac[p] = row.numpy()
+            for a, i in enumerate(found.event_parameters):
+                jac[n_p + a, i] = 1.0
+            grad[found.event_parameters] += found.grad[n_p:]
+            hess += jac.T @ found.hess @ jac
+        hess = 0.5 * (hess + hess.T)
+        if not np.isfinite(value) or not np.all(np.isfinite(grad)) or not np.all(np.isfinite(hess)):
+            return None
+        return value, grad, hess
 
     def value(self, x: FloatArray) -> float:
         """``-2 ln L`` at the numpy vector ``x`` (no gradient)."""

@@ -5,7 +5,9 @@ every parameter point. Three kinds of term exist:
 
 - ``YieldTerm.factor(theta)``: a factor of the process's yield (normfactor, normsys, lumi), any region;
 - ``EventTerm.prepare(table)`` then ``log_factor(prepared, theta)``: a per-event factor ``g(x, theta)`` of an
-  unbinned process's density (shapesys, mcstat); the likelihood normalises it over the process's sample;
+  unbinned process's density (shapesys, mcstat); the likelihood normalises it over the process's sample.
+  A term that also has ``log_factor_jet`` (an ``EventJet``: value and exact first/second derivatives on a slice
+  of the events) lets the fits use the likelihood's exact Hessian (``jets``); the bundled ones all do;
 - ``BinTerm.shift(theta)``: an additive per-bin shift of a binned process's template (histosys).
 """
 
@@ -57,6 +59,20 @@ class EventTerm(Protocol):
     def log_factor(self, prepared: Any, theta: torch.Tensor) -> torch.Tensor:
         """``log g(x_i, theta)`` per event."""
         ...
+
+
+@dataclass
+class EventJet:
+    """``log g(x_i, theta)`` on some events with its derivatives in the parameters ``indices`` (rows).
+
+    ``g`` is a product of factors each depending on one parameter, so the second derivatives are diagonal:
+    ``second[s, i] = d^2 log g / d theta_s^2`` (``None``: zero).
+    """
+
+    value: torch.Tensor  # (m,)
+    indices: list[int]  # positions in theta of the rows
+    first: torch.Tensor  # (S, m)
+    second: torch.Tensor | None  # (S, m)
 
 
 @runtime_checkable

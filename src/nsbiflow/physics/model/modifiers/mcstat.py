@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from nsbiflow.physics.model.data import Table
-from nsbiflow.physics.model.modifiers import Context, register
+from nsbiflow.physics.model.modifiers import Context, EventJet, register
 from nsbiflow.physics.model.spec import McStat, mcstat_parameter
 
 
@@ -31,6 +31,11 @@ class McStatTerm:
     def log_factor(self, prepared: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """``theta * s(x_i)``."""
         return theta[self.index] * prepared
+
+    def log_factor_jet(self, prepared: torch.Tensor, theta: torch.Tensor, part: slice) -> EventJet:
+        """``theta * s(x_i)`` on the events ``part``: linear, so its second derivative is 0."""
+        spread = prepared[part]
+        return EventJet(float(theta[self.index]) * spread, [self.index], spread[None, :], None)
 
 
 def build(spec: McStat, context: Context) -> McStatTerm:

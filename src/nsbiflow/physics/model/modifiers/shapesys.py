@@ -14,7 +14,7 @@ import torch
 
 from nsbiflow.physics.model.data import Table
 from nsbiflow.physics.model.interpolation import Code4, Code4Batch
-from nsbiflow.physics.model.modifiers import Context, register
+from nsbiflow.physics.model.modifiers import Context, EventJet, register
 from nsbiflow.physics.model.spec import ShapeSys
 
 
@@ -36,6 +36,11 @@ class ShapeSysTerm:
         """``log g(x_i, theta)``."""
         return prepared.log(theta[self.index])
 
+    def log_factor_jet(self, prepared: Code4, theta: torch.Tensor, part: slice) -> EventJet:
+        """``log g`` on the events ``part`` with its exact first and second derivatives."""
+        value, first, second = prepared.jet(theta[self.index].reshape(1), part)
+        return EventJet(value, [self.index], first, second)
+
 
 class ShapeSysGroup:
     """Every shapesys of one process in one vectorised per-event code-4 evaluation."""
@@ -54,6 +59,11 @@ class ShapeSysGroup:
     def log_factor(self, prepared: Code4Batch, theta: torch.Tensor) -> torch.Tensor:
         """``sum_s log g_s(x_i, theta_s)``."""
         return prepared.log(theta[self.indices])
+
+    def log_factor_jet(self, prepared: Code4Batch, theta: torch.Tensor, part: slice) -> EventJet:
+        """``sum_s log g_s`` on the events ``part`` with its exact first and (diagonal) second derivatives."""
+        value, first, second = prepared.jet(theta[self.indices], part)
+        return EventJet(value, [int(i) for i in self.indices], first, second)
 
 
 def group(terms: list[object]) -> list[object]:
