@@ -4,7 +4,6 @@ every check a run made: calibrate gates, support, pseudo-experiments, other gate
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -12,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from nsbiflow.physics.errors import StageError
+from nsbiflow.physics.forward import cpu_threads
 from nsbiflow.stepcli.contract import StageIO, configure_threads, stage
 from nsbiflow.stepcli.progress import Progress
 
@@ -88,7 +88,7 @@ def toys(io: StageIO) -> None:
                 hist_observable=cfg.hist_observable,
                 hist_bins=cfg.hist_bins,
                 progress=progress,
-                workers=_workers(),
+                workers=cpu_threads(),  # the step's cpu request: one fitting process per cpu
             )
         except SpecError as error:
             raise StageError(f"toys: invalid model: {error}") from None
@@ -99,12 +99,6 @@ def toys(io: StageIO) -> None:
                 f"({'pass' if check['passed'] else 'FAIL'})"
             )
     out.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-
-
-def _workers() -> int:
-    """Fitting processes: the step's cpu request (the engine's ``NSBIFLOW_NUM_THREADS``), 1 when not set."""
-    value = os.environ.get("NSBIFLOW_NUM_THREADS", "")
-    return int(value) if value.isdigit() and int(value) > 0 else 1
 
 
 def _evaluator_factory(ensembles: Sequence[Path], support: Path | None, cfg: ToysConfig) -> Any:

@@ -11,7 +11,6 @@ Workers are spawned (not forked: the parent has run torch's thread pools) and fi
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
@@ -27,18 +26,16 @@ if TYPE_CHECKING:
 
 Builder = Callable[[], "Mapping[str, Likelihood]"]
 ProgressFn = Callable[[int, int, str], None]
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NSBIFLOW_NUM_THREADS")
 
 _LIKES: dict[str, Likelihood] = {}
 
 
 def _init(build: Builder) -> None:
-    for var in THREAD_VARIABLES:  # one thread per worker: the workers are the parallelism
-        os.environ[var] = "1"
-    import torch
+    # one thread per worker (the workers are the parallelism): the build here, and every fit (run_toys)
+    from nsbiflow.physics.model.threads import single_thread
 
-    torch.set_num_threads(1)
-    _LIKES.update(build())
+    with single_thread():
+        _LIKES.update(build())
 
 
 def advanced_rng(like: Likelihood, truth: Mapping[str, float], seed: int, skip: int) -> np.random.Generator:
