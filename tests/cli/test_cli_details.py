@@ -101,3 +101,17 @@ def test_an_interrupted_runs_counts_are_reconciled(tmp_path: Path) -> None:
     (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
     assert row["status"] == "interrupted"
     assert row["steps"] == {"succeeded": 2, "interrupted": 1}, row
+
+
+def test_latest_is_the_last_run_started_even_within_one_second() -> None:
+    """Run ids sort in the order they were made: with whole seconds, two runs in the same second were ordered by
+    their random suffix and ``latest`` named the earlier one half the time (seen in CI)."""
+    from nsbiflow.backends.local.executor import new_run_id
+    from nsbiflow.cli.local import resolve_run_id
+
+    made = [new_run_id() for _ in range(200)]
+    assert len(set(made)) == len(made)
+    assert sorted(made) == made
+    assert resolve_run_id(sorted(made), "latest") == made[-1]
+    older = "20261202T061739-fffff0"  # an id of an older store, same second, no fraction
+    assert sorted([made[-1], older])[0] == older

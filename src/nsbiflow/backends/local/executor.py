@@ -48,8 +48,12 @@ took (a 10^4-step manifest is ~9 MB), so writing it never becomes the per-step c
 
 
 def new_run_id() -> str:
-    """A sortable, unique run id: UTC timestamp plus random suffix."""
-    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+    """A sortable, unique run id: UTC timestamp to the microsecond plus a random suffix.
+
+    The microseconds keep ``latest`` right for runs started within the same second (with whole seconds the random
+    suffix decided their order); ids of older stores (no fraction) still sort before later ones.
+    """
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%f") + "-" + secrets.token_hex(3)
 
 
 def machine_memory() -> float:
