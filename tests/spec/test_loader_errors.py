@@ -202,3 +202,19 @@ def test_unknown_set_parameter_is_a_usage_error(tmp_path: Path) -> None:
     assert result.stderr.strip() == (
         "error: --set nn: the workflow has no parameter 'nn' (did you mean 'n'?); parameters: chunks, n, word"
     )
+
+
+def test_an_interface_input_must_list_every_reader_of_its_file(tmp_path: Path) -> None:
+    """fit.data in the interface but toys.data reading the same file would leave toys on the old model."""
+    (tmp_path / "table.csv").write_text("x\n1\n")
+    steps = (
+        "steps:\n  fit:\n    uses: echo\n    inputs: {data: {path: table.csv}}\n"
+        "  toys:\n    uses: echo\n    inputs: {data: {path: ./table.csv}}\n"
+    )
+    partial = write(tmp_path, HEADER + "interface: {inputs: [fit.data]}\n" + steps)
+    with pytest.raises(SpecError) as info:
+        load_plan(partial)
+    (problem,) = info.value.problems
+    assert problem.line == 8 and "which toys.data also reads: list it in interface.inputs" in problem.message
+    complete = write(tmp_path, HEADER + "interface: {inputs: [fit.data, toys.data]}\n" + steps)
+    assert load_plan(complete).steps

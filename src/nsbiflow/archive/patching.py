@@ -29,9 +29,7 @@ _MISSING = object()
 def interface_pointers(interface: dict[str, list[str]]) -> list[str]:
     """The JSON pointers a reinterpretation patch may touch (and anything below them)."""
     pointers = [f"/parameters/{_escape(name)}/default" for name in interface.get("parameters", [])]
-    for ref in interface.get("inputs", []):
-        step, _, input_name = ref.partition(".")
-        pointers.append(f"/steps/{_escape(step)}/inputs/{_escape(input_name)}/path")
+    pointers.extend(_input_pointer(ref) for ref in interface.get("inputs", []))
     return pointers
 
 
@@ -106,7 +104,29 @@ def apply_interface_patch(document: Any, operations: Any, interface: dict[str, l
             patched = jsonpatch.apply_patch(patched, [op])
         except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
             raise PatchError(f"{label} ({kind} {path}) failed: {exc}") from None
+    _check_shared_files(document, patched, interface)
     return patched
+
+
+def _check_shared_files(before: Any, after: Any, interface: dict[str, list[str]]) -> None:
+    """Interface inputs that read one file in the archived workflow must still read one file after the patch
+    (a model read by ``fit``, ``toys`` and ``bias-gate``: pointing only ``fit.model`` elsewhere would mix models)."""
+    readers: dict[Any, list[str]] = {}
+    for ref in interface.get("inputs", []):
+        readers.setdefault(jsonpointer.resolve_pointer(before, _input_pointer(ref), None), []).append(ref)
+    for old, refs in readers.items():
+        new = {ref: jsonpointer.resolve_pointer(after, _input_pointer(ref), None) for ref in refs}
+        if len(set(map(repr, new.values()))) > 1:
+            moved = [ref for ref in refs if new[ref] != old]
+            raise PatchError(
+                f"the patch points {', '.join(moved)} elsewhere, but {', '.join(refs)} all read {old!r} in the "
+                f"archived workflow: give every one of them the same new path ({', '.join(map(_input_pointer, refs))})"
+            )
+
+
+def _input_pointer(ref: str) -> str:
+    step, _, input_name = ref.partition(".")
+    return f"/steps/{_escape(step)}/inputs/{_escape(input_name)}/path"
 
 
 def changed_values(before: Any, after: Any, interface: dict[str, list[str]]) -> dict[str, dict[str, Any]]:

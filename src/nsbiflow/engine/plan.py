@@ -613,6 +613,30 @@ class _Planner:
                     continue
                 seen[form] = (template, step_id)
 
+    def check_interface_shared_files(self) -> None:
+        """A file an interface input reads must be in the interface wherever it is read: a reinterpretation that
+        points ``fit.model`` elsewhere would otherwise leave ``toys.model`` on the old model file."""
+        listed = set(self.workflow.interface.inputs)
+        readers: dict[str, list[str]] = {}
+        for step_name, step in self.workflow.steps.items():
+            for input_name, binding in step.inputs.items():
+                if isinstance(binding, FileInput):
+                    readers.setdefault(os.path.normpath(binding.path), []).append(f"{step_name}.{input_name}")
+        for i, ref in enumerate(self.workflow.interface.inputs):
+            step_name, _, input_name = ref.partition(".")
+            owner = self.workflow.steps.get(step_name)
+            bound = owner.inputs.get(input_name) if owner is not None else None
+            if not isinstance(bound, FileInput):
+                continue
+            missing = [r for r in readers[os.path.normpath(bound.path)] if r not in listed]
+            if missing:
+                self.fail(
+                    ("interface", "inputs", i),
+                    f"interface input {ref!r} reads {bound.path!r}, which {', '.join(missing)} also read"
+                    f"{'s' if len(missing) == 1 else ''}: list {'it' if len(missing) == 1 else 'them'} in "
+                    "interface.inputs too, so a reinterpretation changes the file for every step that reads it",
+                )
+
     def check_interface(self) -> None:
         interface = self.workflow.interface
         for i, pname in enumerate(interface.parameters):
@@ -626,6 +650,7 @@ class _Planner:
                     ("interface", "inputs", i),
                     f"interface input {ref!r} must name a file input 'step.input' bound with {{path: ...}}",
                 )
+        self.check_interface_shared_files()
         for i, result in enumerate(interface.results):
             if result not in self.workflow.outputs:
                 self.fail(("interface", "results", i), f"interface result {result!r} is not a workflow output")
