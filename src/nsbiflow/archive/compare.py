@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from nsbiflow.archive.record import load_archive
 from nsbiflow.errors import NsbiflowError, StoreError
+from nsbiflow.physics.model.methods import ALL_METHODS
 from nsbiflow.store import ArtifactRef, ArtifactStore
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def quantities(result: Any, prefix: str = "", depth: int = 0) -> dict[str, Value
 
 
 _ORDER = ("hat", "best", "poi", "interval_68", "interval_95", "interval", "upper", "limit", "cls", "z0", "signif")
-_KNOWN_METHODS = ("exact", "nsbi", "discriminant", "histogram")
+_KNOWN_METHODS = ALL_METHODS
 
 
 def _rank(name: str, order: tuple[str, ...]) -> int:

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from nsbiflow.physics.model.methods import ALL_METHODS, Method
+
 DIGEST_PATTERN = r"sha256:[0-9a-f]{64}"
 ARCHIVE_REF_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}(@[0-9a-f]{4,64})?(:[A-Za-z0-9][A-Za-z0-9._/-]{0,199})?"
 MODEL_REF_PATTERN = rf"^({DIGEST_PATTERN}|{ARCHIVE_REF_PATTERN})$"
@@ -117,15 +119,15 @@ class AnalyseSettings(_Schema):
     with_impacts: bool = True
 
 
-METHODS = ("exact", "nsbi", "discriminant", "histogram")
-"""The fit step's methods (``physics.model.run.ALL_METHODS``; the service does not import the physics here)."""
+METHODS = ALL_METHODS
+"""The fit step's methods (``physics/model/methods.py``, a leaf module: no torch or pyhf is imported here)."""
 
 
 class AnalyseOptions(_Schema):
     """One method of the ``fit`` step's analysis of an NSBI model (``physics.model.run.MethodTask``)."""
 
     op: Literal["analyse"] = "analyse"
-    method: Literal["exact", "nsbi", "discriminant", "histogram"]
+    method: Method
     analyse: AnalyseSettings = Field(default_factory=AnalyseSettings)
     truth_config: dict[str, Any] = Field(default_factory=dict, description="exact: over the model's truth.config")
     observable: str | None = Field(None, max_length=200, description="histogram: the binned observable")

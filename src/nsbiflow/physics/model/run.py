@@ -30,10 +30,9 @@ from nsbiflow.physics.model.histogram import (
 )
 from nsbiflow.physics.model.likelihood import Likelihood
 from nsbiflow.physics.model.loader import load_model
+from nsbiflow.physics.model.methods import ALL_METHODS
 from nsbiflow.physics.model.results import Results, summary
 from nsbiflow.physics.model.spec import Asimov, Counts, Model, UnbinnedRegion
-
-ALL_METHODS = ("exact", "nsbi", "discriminant", "histogram")
 
 
 def _closure(diagnostics: Sequence[Path]) -> dict[str, Any]:
