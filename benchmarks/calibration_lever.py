@@ -25,6 +25,7 @@ held-out samples.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -83,12 +84,15 @@ def exact_evaluators(toy: ToyModel) -> dict[str, Evaluator]:
     }
 
 
-def fit_all(evaluators: Mapping[str, Evaluator], cal: Mapping[str, np.ndarray], bins: int) -> dict[str, RatioCalibration]:
+def fit_all(
+    evaluators: Mapping[str, Evaluator], cal: Mapping[str, np.ndarray], args: argparse.Namespace
+) -> dict[str, RatioCalibration]:
     """One calibration per label on the calibration samples of its numerator and denominator."""
     out = {}
     for label, (num, den) in sr.LABELS.items():
         s_num, s_den = evaluators[label](cal[num])[0], evaluators[label](cal[den])[0]
-        out[label] = fit_calibration(label, s_num, np.ones(len(s_num)), s_den, np.ones(len(s_den)), bins)
+        ones_num, ones_den = np.ones(len(s_num)), np.ones(len(s_den))
+        out[label] = fit_calibration(label, s_num, ones_num, s_den, ones_den, args.bins)
     return out
 
 
@@ -98,6 +102,26 @@ def closures(evaluators: Mapping[str, Evaluator], hold: Mapping[str, np.ndarray]
         label: round(sr.closure_z(evaluators[label], hold[num], hold[den])["z"], 3)
         for label, (num, den) in sr.LABELS.items()
     }
+
+
+def renormalised(
+    tables: Mapping[str, Table],
+    evaluators: Mapping[str, Evaluator],
+    hold: Mapping[str, np.ndarray],
+    over: Mapping[str, np.ndarray],
+) -> dict[str, Table]:
+    """``tables`` (normalised over ``hold``'s denominators) normalised over ``over``'s denominators instead."""
+    shift = {}
+    for label, (_, den) in sr.LABELS.items():
+        held = math.log(float(np.mean(np.exp(evaluators[label](hold[den])[0]))))
+        shift[label] = math.log(float(np.mean(np.exp(evaluators[label](over[den])[0])))) - held
+    out = {}
+    for name, t in tables.items():
+        cols = dict(t.columns)
+        for label, d in shift.items():
+            cols[f"logr_{label}"] = cols[f"logr_{label}"] - d
+        out[name] = Table(name, cols, dict(t.meta))
+    return out
 
 
 class Gate:
@@ -111,7 +135,9 @@ class Gate:
         """Paired bias (sigma) at every point."""
         if not self.exact:
             like = Likelihood(self.model, tables, "exact", truth_from_spec("toy", {}))
-            self.exact = {k: run_toys(like, generator(like, tables, p), p.values, self.toys, seed=1) for k, p in POINTS.items()}
+            self.exact = {
+                k: run_toys(like, generator(like, tables, p), p.values, self.toys, seed=1) for k, p in POINTS.items()
+            }
         like = Likelihood(self.model, tables, "nsbi")
         out = {}
         for key, point in POINTS.items():
@@ -127,6 +153,13 @@ def main() -> None:
     parser.add_argument("--toys", type=int, default=100, help="pseudo-experiments per point")
     parser.add_argument("--n", type=int, default=20000, help="training and held-out events per sample")
     parser.add_argument("--n-calibration", type=int, default=20000, help="calibration events per sample")
+    parser.add_argument(
+        "--n-calibration-reference",
+        type=int,
+        default=0,
+        help="calibration events of the reference (0: --n-calibration)",
+    )
+    parser.add_argument("--calibration-stream", type=int, default=3, help="sample_rng stream of the calibration sample")
     parser.add_argument("--bins", type=int, default=DEFAULT_BINS, help="calibration bins")
     parser.add_argument("--output", default="calibration_lever")
     args = parser.parse_args()
@@ -139,22 +172,37 @@ def main() -> None:
     toy = ToyModel()
     model = model_from_data(yaml.safe_load(sr.MODEL.read_text()), "toy")
     train_s, hold = workflow_samples(toy, args.n, 1)
-    cal = {p: toy.sample(p, args.n_calibration, sample_rng(1, p, 3)) for p in sr.PROCESSES}
+    n_cal = {p: args.n_calibration for p in sr.PROCESSES}
+    n_cal["reference"] = args.n_calibration_reference or args.n_calibration
+    cal = {p: toy.sample(p, n_cal[p], sample_rng(1, p, args.calibration_stream)) for p in sr.PROCESSES}
     events = dict(hold)
     events["observed"] = np.concatenate([hold["signal"][:100], hold["background"][:1000]])
     gate = Gate(model, args.toys)
     members = int(sr.DEFAULT["members"])
 
-    def measure(evaluators: Mapping[str, Evaluator]) -> dict[str, Any]:
+    def measure(
+        evaluators: Mapping[str, Evaluator], norm_over: Mapping[str, np.ndarray] | None = None
+    ) -> dict[str, Any]:
         tables = sr.tables_for(events, evaluators, hold, members)
+        if norm_over is not None:  # normalised over the calibration denominators instead of the held-out ones
+            tables = renormalised(tables, evaluators, hold, norm_over)
         return {"bias": gate.measure(tables), "closure_z": closures(evaluators, hold)}
 
     payload: dict[str, Any] = {"settings": {**vars(args), "seeds": seeds}, "loadavg_start": load, "rows": []}
     exact = exact_evaluators(toy)
-    exact_cal = fit_all(exact, cal, args.bins)
-    for variant, ev in (("exact", exact), ("exact_calibrated", {k: calibrated(e, exact_cal[k]) for k, e in exact.items()})):
-        payload["rows"].append({"seed": "-", "variant": variant, **measure(ev)})
+    exact_cal = fit_all(exact, cal, args)
+    exact_variants = {
+        "exact": (exact, None),
+        "exact_calibrated": ({k: calibrated(e, exact_cal[k]) for k, e in exact.items()}, None),
+        "exact_calibrated_normalised_over_calibration": (
+            {k: calibrated(e, exact_cal[k]) for k, e in exact.items()},
+            cal,
+        ),
+    }
+    for variant, (ev, norm_over) in exact_variants.items():
+        payload["rows"].append({"seed": "-", "variant": variant, **measure(ev, norm_over)})
         print(payload["rows"][-1], flush=True)
+    payload["summary"] = summary(payload["rows"])
     for seed in seeds:
         t0 = time.time()
         raw = {
@@ -162,16 +210,18 @@ def main() -> None:
             for i, (label, (num, den)) in enumerate(sr.LABELS.items())
         }
         train_time = time.time() - t0
-        cals = fit_all(raw, cal, args.bins)
+        cals = fit_all(raw, cal, args)
         full = {k: calibrated(e, cals[k]) for k, e in raw.items()}
         variants = {
             "raw": raw,
             "calibrated": full,
+            "calibrated_normalised_over_calibration": full,
             "calibrated_signal_only": {**raw, "signal": full["signal"]},
             "calibrated_background_only": {**raw, "background": full["background"]},
         }
         for variant, ev in variants.items():
-            row = {"seed": seed, "variant": variant, "train_s": train_time, **measure(ev)}
+            norm_over = cal if variant.endswith("over_calibration") else None
+            row = {"seed": seed, "variant": variant, "train_s": train_time, **measure(ev, norm_over)}
             if variant == "calibrated":
                 row["calibrations"] = {k: c.model_dump() for k, c in cals.items()}
             payload["rows"].append(row)
@@ -203,4 +253,3 @@ def summary(rows: list[dict[str, Any]]) -> str:
 
 if __name__ == "__main__":
     main()
-

@@ -14,15 +14,18 @@ mean over the held-out denominator), which keeps ``nu_p(theta) = nu_p E_p[g]``.
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nsbiflow.physics.errors import StageError
 
+#: the file of a calibration in an ensemble's label directory
+CALIBRATION = "calibration.json"
 #: equal-population bins of the pooled calibration sample (both processes with equal total weight)
-DEFAULT_BINS = 40
+DEFAULT_BINS = 20
 #: a bin needs at least this much (unit-weight equivalent) of each process, else it is merged with its neighbour
 MIN_PER_BIN = 25.0
 
@@ -76,9 +79,12 @@ def fit_calibration(
     w_den: np.ndarray,
     n_bins: int = DEFAULT_BINS,
 ) -> RatioCalibration:
-    """The calibration of one ratio from its raw log r on calibration events of the numerator and denominator."""
-    from sklearn.isotonic import IsotonicRegression
+    """The calibration of one ratio from its raw log r on calibration events of the numerator and denominator.
 
+    Per equal-population bin of the pooled ``s`` (sparse bins merged), the maximum-likelihood offset ``d`` of
+    ``P(numerator | s) = sigmoid(s + d)``; the knot is the bin's weighted median ``s``, its value ``s + d``;
+    isotonic regression then makes the values non-decreasing.
+    """
     s_num, s_den = np.asarray(log_r_num, np.float64), np.asarray(log_r_den, np.float64)
     w_num, w_den = np.asarray(w_num, np.float64), np.asarray(w_den, np.float64)
     for name, s, w in (("numerator", s_num, w_num), ("denominator", s_den, w_den)):
@@ -88,7 +94,9 @@ def fit_calibration(
                 f"at least {2 * int(MIN_PER_BIN)} are needed"
             )
         if np.any(w < 0) or not np.all(np.isfinite(s)):
-            raise StageError(f"calibration {label!r}: the {name} calibration sample has negative weights or non-finite log r")
+            raise StageError(
+                f"calibration {label!r}: the {name} calibration sample has negative weights or non-finite log r"
+            )
     # pooled with equal total weight: bins are populated wherever either process is
     s = np.concatenate([s_num, s_den])
     w = np.concatenate([w_num / w_num.sum(), w_den / w_den.sum()])
@@ -101,20 +109,27 @@ def fit_calibration(
         "den": _per_bin(idx[len(s_num) :], w_den, n_bins),
     }
     groups = _merge(n_eff["num"][2], n_eff["den"][2])
-    knots, values, variances = [], [], []
-    for members in groups:
-        sel_num = np.isin(idx[: len(s_num)], members)
-        sel_den = np.isin(idx[len(s_num) :], members)
-        wn, wd = w_num[sel_num], w_den[sel_den]
-        fn, fd = wn.sum() / w_num.sum(), wd.sum() / w_den.sum()
-        values.append(float(np.log(fn / fd)))
-        # relative variance of each fraction: 1 / n_eff (Poisson)
-        variances.append(float(np.sum(wn**2) / wn.sum() ** 2 + np.sum(wd**2) / wd.sum() ** 2))
-        sel = np.concatenate([sel_num, sel_den])
-        knots.append(float(np.average(s[sel], weights=w[sel])))
-    k, v = np.asarray(knots), np.asarray(values)
-    iso = IsotonicRegression(increasing=True).fit(k, v, sample_weight=1.0 / np.asarray(variances))
-    v = iso.predict(k)
+    group_of = np.zeros(n_bins, dtype=int)
+    for g, members in enumerate(groups):
+        group_of[members] = g
+    gidx = group_of[idx]
+    offset = _offsets(s, gidx, np.concatenate([np.ones(len(s_num)), np.zeros(len(s_den))]), w, len(groups))
+    n_g = len(groups)
+    g_num, g_den = gidx[: len(s_num)], gidx[len(s_num) :]
+    variances = 1.0 / _per_group(g_num, w_num, n_g) + 1.0 / _per_group(g_den, w_den, n_g)
+    # a knot per group at the pooled weighted median of s; its calibrated value is s there plus the offset
+    knots = np.array([_weighted_median(s[gidx == g], w[gidx == g]) for g in range(n_g)])
+    values = knots + offset
+    return _monotone(label, knots, values, 1.0 / variances, len(s_num), len(s_den))
+
+
+def _monotone(
+    label: str, k: np.ndarray, v: np.ndarray, weights: np.ndarray, n_num: int, n_den: int
+) -> RatioCalibration:
+    """Isotonic regression of the knots' values, then the stored map."""
+    from sklearn.isotonic import IsotonicRegression
+
+    v = IsotonicRegression(increasing=True).fit(k, v, sample_weight=weights).predict(k)
     keep = np.concatenate([[True], np.diff(k) > 1e-9])
     if keep.sum() < 2:
         raise StageError(f"calibration {label!r}: the raw log r takes a single value on the calibration sample")
@@ -122,9 +137,42 @@ def fit_calibration(
         label=label,
         knots=[float(x) for x in k[keep]],
         values=[float(x) for x in v[keep]],
-        n_numerator=len(s_num),
-        n_denominator=len(s_den),
+        n_numerator=n_num,
+        n_denominator=n_den,
     )
+
+
+def _offsets(s: np.ndarray, group: np.ndarray, y: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
+    """Per group, the maximum-likelihood offset d of a logistic model P(numerator | s) = sigmoid(s + d).
+
+    The classes are balanced (each process's weights sum to 1), so a correct ratio has d = 0 in expectation
+    in every group, whatever the spread of s inside it (a ratio of bin fractions would carry a Jensen bias).
+    Newton's method, vectorised over the groups (the log-likelihood is concave in d).
+    """
+    d = np.zeros(n)
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-(s + d[group])))
+        grad = np.bincount(group, weights=w * (y - p), minlength=n)
+        hess = np.bincount(group, weights=w * p * (1 - p), minlength=n)
+        step = grad / np.maximum(hess, 1e-300)
+        d += np.clip(step, -2.0, 2.0)
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return d
+
+
+def _per_group(group: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
+    """Kish effective count of each group."""
+    sw = np.bincount(group, weights=w, minlength=n)
+    sw2 = np.bincount(group, weights=w**2, minlength=n)
+    return np.divide(sw**2, sw2, out=np.full(n, 1e-12), where=sw2 > 0)
+
+
+def _weighted_median(x: np.ndarray, w: np.ndarray) -> float:
+    """The weighted median of ``x``."""
+    order = np.argsort(x)
+    cum = np.cumsum(w[order])
+    return float(x[order][np.searchsorted(cum, 0.5 * cum[-1])])
 
 
 def _per_bin(idx: np.ndarray, w: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -153,15 +201,20 @@ def _merge(n_num: np.ndarray, n_den: np.ndarray) -> list[list[int]]:
     return groups
 
 
-def calibrations_from_json(data: Any, source: str) -> dict[str, RatioCalibration]:
-    """``{label: RatioCalibration}`` from a stored document; a malformed one is an error naming ``source``."""
-    if not isinstance(data, dict):
-        raise StageError(f"{source}: calibrations must be a mapping of label to calibration")
-    out = {}
-    for label, item in data.items():
-        try:
-            out[label] = RatioCalibration.model_validate(item)
-        except ValueError as error:
-            first = str(error).splitlines()
-            raise StageError(f"{source}: calibrations.{label}: {first[-1].strip() if first else error}") from None
-    return out
+def save_calibration(calibration: RatioCalibration, path: Path) -> None:
+    """Write ``calibration`` as JSON (``load_calibration`` reads it back)."""
+    path.write_text(calibration.model_dump_json(indent=2) + "\n")
+
+
+def load_calibration(path: Path) -> RatioCalibration:
+    """A stored calibration; a malformed one is a one-line error naming the file and the field."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise StageError(f"{path}: cannot read the calibration ({error}); re-run calibrate-ratio") from None
+    try:
+        return RatioCalibration.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise StageError(f"{path}: {where + ': ' if where else ''}{first['msg']}") from None
