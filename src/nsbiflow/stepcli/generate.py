@@ -91,7 +91,8 @@ def _toy_meta(model: Any, process: str) -> dict[str, Any]:
     return toy
 
 
-@stage("generate", outputs=("events", "holdout", "calibration"), config=GenerateConfig)
+# ``calibration`` (steps/generate/step.yaml) is written whenever it is bound, so direct calls may leave it out
+@stage("generate", outputs=("events", "holdout"), config=GenerateConfig)
 def generate(io: StageIO) -> None:
     """Simulate one process of the toy (training, held-out and calibration events) with exact densities."""
     import numpy as np
@@ -113,12 +114,10 @@ def generate(io: StageIO) -> None:
         low, high = cfg.signal_mean_range
         meta["toy"].pop("signal_mean")  # it varies per event: the column of that name holds it
         meta["parameters"] = {"signal_mean": [low, high]}
-    # stream 2 is load-events' split; 3 the calibration sample
-    for name, n, stream in (
-        ("events", cfg.n_events, 0),
-        ("holdout", cfg.n_holdout, 1),
-        ("calibration", cfg.n_calibration, 3),
-    ):
+    splits = [("events", cfg.n_events, 0), ("holdout", cfg.n_holdout, 1)]
+    if cfg.n_calibration or "calibration" in io.outputs:  # stream 2 is load-events' split
+        splits.append(("calibration", cfg.n_calibration, 3))
+    for name, n, stream in splits:
         rng = sample_rng(cfg.seed, cfg.process, stream)
         split = {**meta, "split": name}
         if cfg.signal_mean_range:
