@@ -40,6 +40,9 @@ class RatioCalibration(BaseModel):
     values: list[float] = Field(..., min_length=2, description="calibrated log r at the knots, non-decreasing")
     n_numerator: int = Field(..., ge=1, description="calibration events of the numerator")
     n_denominator: int = Field(..., ge=1, description="calibration events of the denominator")
+    log_normalisation: float = Field(
+        0.0, description="log of the mean calibrated r over the calibration denominator before it was divided out"
+    )
 
     @model_validator(mode="after")
     def _monotone(self) -> RatioCalibration:
@@ -81,10 +84,15 @@ def fit_calibration(
 ) -> RatioCalibration:
     """The calibration of one ratio from its raw log r on calibration events of the numerator and denominator.
 
+    The calibrated ratio has unit mean over the calibration denominator (``log_normalisation`` records the
+    shift), so whoever evaluates it need not re-normalise it over a smaller held-out sample.
+
     Per equal-population bin of the pooled ``s`` (sparse bins merged), the maximum-likelihood offset ``d`` of
     ``P(numerator | s) = sigmoid(s + d)``; the knot is the bin's weighted median ``s``, its value ``s + d``;
     isotonic regression then makes the values non-decreasing.
     """
+    from sklearn.isotonic import IsotonicRegression
+
     s_num, s_den = np.asarray(log_r_num, np.float64), np.asarray(log_r_den, np.float64)
     w_num, w_den = np.asarray(w_num, np.float64), np.asarray(w_den, np.float64)
     for name, s, w in (("numerator", s_num, w_num), ("denominator", s_den, w_den)):
@@ -120,25 +128,16 @@ def fit_calibration(
     # a knot per group at the pooled weighted median of s; its calibrated value is s there plus the offset
     knots = np.array([_weighted_median(s[gidx == g], w[gidx == g]) for g in range(n_g)])
     values = knots + offset
-    return _monotone(label, knots, values, 1.0 / variances, len(s_num), len(s_den))
-
-
-def _monotone(
-    label: str, k: np.ndarray, v: np.ndarray, weights: np.ndarray, n_num: int, n_den: int
-) -> RatioCalibration:
-    """Isotonic regression of the knots' values, then the stored map."""
-    from sklearn.isotonic import IsotonicRegression
-
-    v = IsotonicRegression(increasing=True).fit(k, v, sample_weight=weights).predict(k)
-    keep = np.concatenate([[True], np.diff(k) > 1e-9])
+    values = IsotonicRegression(increasing=True).fit(knots, values, sample_weight=1.0 / variances).predict(knots)
+    keep = np.concatenate([[True], np.diff(knots) > 1e-9])
     if keep.sum() < 2:
         raise StageError(f"calibration {label!r}: the raw log r takes a single value on the calibration sample")
+    fields = {"label": label, "n_numerator": len(s_num), "n_denominator": len(s_den)}
+    raw = RatioCalibration(knots=[float(x) for x in knots[keep]], values=[float(x) for x in values[keep]], **fields)
+    # unit mean over the calibration denominator (the normalisation of r, on the largest sample that has it)
+    log_norm = float(np.log(np.sum(w_den * np.exp(raw.apply(s_den))) / np.sum(w_den)))
     return RatioCalibration(
-        label=label,
-        knots=[float(x) for x in k[keep]],
-        values=[float(x) for x in v[keep]],
-        n_numerator=n_num,
-        n_denominator=n_den,
+        knots=raw.knots, values=[v - log_norm for v in raw.values], log_normalisation=log_norm, **fields
     )
 
 
