@@ -8,8 +8,9 @@ training nor the gates nor the bias test use): the pooled ``s`` is cut into equa
 ``IsotonicRegression``, weights the inverse variance of each bin's value) makes the sequence non-decreasing, and
 the map is piecewise linear in ``s`` between the bins' weighted mean ``s``. Outside the outermost knots it is
 linear with slope 1 (the raw ratio's shape, offset to join the map), so the calibrated ratio is positive,
-monotone in the raw one and finite everywhere. Whoever evaluates a ratio normalises it afterwards as before (its
-mean over the held-out denominator), which keeps ``nu_p(theta) = nu_p E_p[g]``.
+monotone in the raw one and finite everywhere. It has unit mean over the calibration denominator, and ``infer``
+normalises it afterwards as every ratio (its mean over the held-out denominator), which keeps
+``nu_p(theta) = nu_p E_p[g]``.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def fit_calibration(
     """The calibration of one ratio from its raw log r on calibration events of the numerator and denominator.
 
     The calibrated ratio has unit mean over the calibration denominator (``log_normalisation`` records the
-    shift), so whoever evaluates it need not re-normalise it over a smaller held-out sample.
+    shift); ``infer`` still re-normalises it over the held-out denominator, as it does every ratio (that
+    choice, measured: docs/physics.md, "Calibration of the learned ratios").
 
     Per equal-population bin of the pooled ``s`` (sparse bins merged), the maximum-likelihood offset ``d`` of
     ``P(numerator | s) = sigmoid(s + d)``; the knot is the bin's weighted median ``s``, its value ``s + d``;

@@ -58,18 +58,9 @@ def load_targets(collections: Sequence[Path]) -> dict[str, Target]:
 
 
 def normalise(
-    targets: dict[str, Target],
-    samples: dict[str, Path],
-    batch_size: int,
-    aggregate: Aggregate,
-    means: dict[str, float] | None = None,
+    targets: dict[str, Target], samples: dict[str, Path], batch_size: int, aggregate: Aggregate
 ) -> dict[str, float]:
-    """Set each target's ``log_norm`` so that the mean of r over its denominator sample is 1; returns the factors
-    divided out (what ``inference.json`` records as ``normalisation``).
-
-    A calibrated ensemble (``calibration.py``) already has unit mean over its calibration denominator, a larger
-    sample independent of the held-out ones: it is not re-normalised (factor 1; ``means`` gets its mean here).
-    """
+    """Set each target's ``log_norm`` so that the mean of r over its denominator sample is 1."""
     out: dict[str, float] = {}
     for label, target in targets.items():
         path = samples.get(target.denominator)
@@ -83,10 +74,8 @@ def normalise(
             log_r, _ = target.ensemble.log_ratio(batch.x, aggregate)
             total += float(np.sum(batch.weights * np.exp(log_r)))
             wsum += float(np.sum(batch.weights))
-        target.log_norm = 0.0 if target.ensemble.calibration is not None else float(np.log(total / wsum))
-        out[label] = float(np.exp(target.log_norm))
-        if means is not None:
-            means[label] = total / wsum
+        target.log_norm = float(np.log(total / wsum))
+        out[label] = total / wsum
     return out
 
 

@@ -50,11 +50,7 @@ class InferConfig(BaseModel):
 
     batch_size: int = Field(50000, gt=0, description="events per chunk (bounds the memory)")
     aggregate: Literal["mean", "median"] = "mean"
-    normalise: bool = Field(
-        True,
-        description="rescale r to unit mean over its denominator sample (a calibrated ensemble is normalised over "
-        "its calibration sample already)",
-    )
+    normalise: bool = Field(True, description="rescale r to unit mean over its denominator sample")
     at: dict[str, float] = Field(
         default_factory=dict,
         description="where to evaluate a parametrized ensemble, e.g. {signal_mean: 1.5} (inside its trained range)",
@@ -231,8 +227,7 @@ def infer(io: StageIO) -> None:
             raise StageError(f"infer: two inputs are process '{process}' ({by_process[process].name}, {path.name})")
         by_process[process] = path
     out = io.output("ratios")
-    means: dict[str, float] = {}
-    norms = normalise(targets, by_process, cfg.batch_size, cfg.aggregate, means) if cfg.normalise else {}
+    norms = normalise(targets, by_process, cfg.batch_size, cfg.aggregate) if cfg.normalise else {}
     with Progress("infer", unit="events") as bar:
         counts = {}
         for process, path in by_process.items():
@@ -241,10 +236,6 @@ def infer(io: StageIO) -> None:
             )
         info = {
             "normalisation": norms,
-            "normalised_over": {
-                k: "calibration" if t.ensemble.calibration is not None else "denominator" for k, t in targets.items()
-            },
-            "mean_over_denominator": means,
             "events": counts,
             "ensemble_size": {k: t.ensemble.size for k, t in targets.items()},
             "at": {k: t.ensemble.point for k, t in targets.items() if t.ensemble.point},
