@@ -1,6 +1,6 @@
 """Is calibration of the learned ratios (CARL) the lever that removes the toy's NSBI bias and closure failure?
 
-One command: ``nice .venv/bin/python benchmarks/calibration_lever.py`` writes
+One command: ``nice .venv/bin/python benchmarks/calibration_lever.py`` (~14 min at load 4-5) writes
 ``benchmarks/results/calibration_lever.json`` (rewritten after every seed).
 
 The workflow's sample set (``workflows/toy-nsbi.yaml`` at seed 1: training stream 0, held-out stream 1 of
@@ -71,17 +71,18 @@ def calibrated(evaluate: Evaluator, cal: RatioCalibration) -> Evaluator:
 
     def out(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mean, std = evaluate(x)
-        return cal.apply(mean), (None if std is None else std * cal.slope(mean))
+        return cal.apply(mean), std * cal.slope(mean)
 
     return out
 
 
 def exact_evaluators(toy: ToyModel) -> dict[str, Evaluator]:
     """The exact log-ratio of every label (zero spread)."""
-    return {
-        label: (lambda x, n=num, d=den: (toy.log_ratio(n, d, x), np.zeros(len(x))))
-        for label, (num, den) in sr.LABELS.items()
-    }
+
+    def exact(num: str, den: str) -> Evaluator:
+        return lambda x: (toy.log_ratio(num, den, x), np.zeros(len(x)))
+
+    return {label: exact(num, den) for label, (num, den) in sr.LABELS.items()}
 
 
 def fit_all(
@@ -152,7 +153,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,2,3", help="comma list of network seeds (bias_sign's numbering)")
     parser.add_argument("--toys", type=int, default=100, help="pseudo-experiments per point")
     parser.add_argument("--n", type=int, default=20000, help="training and held-out events per sample")
-    parser.add_argument("--n-calibration", type=int, default=20000, help="calibration events per sample")
+    parser.add_argument("--n-calibration", type=int, default=200000, help="calibration events per sample")
     parser.add_argument(
         "--n-calibration-reference",
         type=int,

@@ -66,7 +66,8 @@ def test_switched_off_passes_the_raw_ensemble(chain: Chain, calibrated: dict[str
     assert not (calibrated["False"] / "signal" / CALIBRATION).exists()
     off = Ensemble.load(calibrated["False"], "signal")
     x = read_events(chain.events("signal", "holdout")).x[:500]
-    np.testing.assert_array_equal(off.log_ratio(x)[0], Ensemble.load(chain.ensemble("signal"), "signal").log_ratio(x)[0])
+    raw = Ensemble.load(chain.ensemble("signal"), "signal")
+    np.testing.assert_array_equal(off.log_ratio(x)[0], raw.log_ratio(x)[0])
 
 
 def test_a_missing_calibration_sample_is_named(chain: Chain, tmp_path: Path) -> None:
