@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from nsbiflow.physics.calibration import CALIBRATION, load_calibration
 from nsbiflow.physics.ensemble import Ensemble
+from nsbiflow.physics.errors import StageError
 from nsbiflow.physics.events import read_events
 from tests.physics.conftest import Chain, must, run_step
 
@@ -68,6 +70,14 @@ def test_switched_off_passes_the_raw_ensemble(chain: Chain, calibrated: dict[str
     x = read_events(chain.events("signal", "holdout")).x[:500]
     raw = Ensemble.load(chain.ensemble("signal"), "signal")
     np.testing.assert_array_equal(off.log_ratio(x)[0], raw.log_ratio(x)[0])
+
+
+def test_a_calibration_of_another_ensemble_is_refused(calibrated: dict[str, Path], tmp_path: Path) -> None:
+    shutil.copytree(calibrated["True"], tmp_path / "copy")
+    path = tmp_path / "copy" / "signal" / CALIBRATION
+    path.write_text(path.read_text().replace('"label": "signal"', '"label": "background"'))
+    with pytest.raises(StageError, match="calibrates 'background', not ensemble 'signal'"):
+        Ensemble.load(tmp_path / "copy", "signal")
 
 
 def test_a_missing_calibration_sample_is_named(chain: Chain, tmp_path: Path) -> None:

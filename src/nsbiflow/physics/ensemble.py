@@ -155,6 +155,11 @@ class Ensemble:
             mlp = MLPConfig.model_validate(manifest["mlp"])
             torch_members = TorchMembers(mlp, weights_only, [m.scaler for m in members], chosen, stack)
         calibration = load_calibration(target / CALIBRATION) if (target / CALIBRATION).exists() else None
+        if calibration is not None and calibration.label != manifest["label"]:
+            raise StageError(
+                f"{target / CALIBRATION}: calibrates '{calibration.label}', not ensemble '{manifest['label']}'; "
+                "re-run calibrate-ratio"
+            )
         return cls(
             label=manifest["label"],
             manifest=manifest,
