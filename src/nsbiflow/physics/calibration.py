@@ -3,10 +3,14 @@
 A learned ``log r(x)`` is a statistic ``s``; whatever its errors, the ratio of the densities of ``s`` under the
 numerator and the denominator, ``r_cal(s) = p_num(s) / p_den(s)``, is a valid ratio that closes in bins of ``s``
 by construction. It is estimated here on a *calibration sample* (events of both processes that neither the
-training nor the gates nor the bias test use): the pooled ``s`` is cut into equal-population bins, each bin's
-``log(p_num / p_den)`` is the log of its normalised weight fractions, isotonic regression (scikit-learn's
-``IsotonicRegression``, weights the inverse variance of each bin's value) makes the sequence non-decreasing, and
-the map is piecewise linear in ``s`` between the bins' weighted mean ``s``. Outside the outermost knots it is
+training nor the gates nor the bias test use): the pooled ``s`` is cut into equal-population bins; in each,
+the calibrated ``log r`` is ``s + d`` with ``d`` the maximum-likelihood offset of a logistic model of the class
+(a correct ratio is left unchanged in expectation, whatever the spread of ``s`` in a bin: the log of the bins'
+weight fractions would carry a Jensen bias); isotonic regression (scikit-learn's ``IsotonicRegression``, weights
+the inverse variance of each bin's value) makes the sequence non-decreasing, and the map is piecewise linear in
+``s`` between the bins' weighted median ``s``. Hand-written around scikit-learn because neither its
+``IsotonicRegression`` (a step function, no tails) nor ``CalibratedClassifierCV`` (a probability, not a ratio
+with a normalisation) gives a smooth, strictly extrapolating map of ``log r``. Outside the outermost knots it is
 linear with slope 1 (the raw ratio's shape, offset to join the map), so the calibrated ratio is positive,
 monotone in the raw one and finite everywhere. It has unit mean over the calibration denominator, and ``infer``
 normalises it afterwards as every ratio (its mean over the held-out denominator), which keeps
