@@ -15,7 +15,8 @@ from tests.conftest import REPO, run_cli
 TOY = REPO / "workflows" / "toy-nsbi.yaml"
 # small sizes for the test; only the names the toy workflow declares are used
 SMALL = {"n_train": "4000", "n_holdout": "4000", "members_per_chunk": "2", "max_epochs": "10", "chunks": "[0]",
-         "hidden": "[32, 32]", "gate_scale": "100", "bias_toys": "10", "reference_holdout": "4000"}
+         "hidden": "[32, 32]", "gate_scale": "100", "bias_toys": "10", "reference_holdout": "4000",
+         "n_calibration": "4000"}
 
 
 def _toy_overrides() -> dict[str, str]:

@@ -5,6 +5,8 @@ A collection directory holds one sub-directory per label (``signal``, ``backgrou
     <label>/ensemble.json          label, numerator/reference process, observables, architecture, members
     <label>/member_0003.safetensors  weights of one member + its input scaler (``scaler.mean``/``scaler.std``)
     <label>/curves.json            training and holdout loss per epoch, per member
+    <label>/calibration.json       optional: the monotone calibration of the mean log r (``calibration.py``,
+                                   written by the ``calibrate-ratio`` stage); ``log_ratio`` applies it
 
 A training chunk writes a collection with one label; ``gather`` merges chunks member by member. Members are
 evaluated with numpy on a CPU (no torch import: ``forward.py`` says why) and with torch on a CUDA device
@@ -23,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 from safetensors.numpy import load_file, save_file
 
+from nsbiflow.physics.calibration import CALIBRATION, RatioCalibration, load_calibration
 from nsbiflow.physics.collection import CURVES, MANIFEST, gather, labels_in
 from nsbiflow.physics.errors import StageError
 from nsbiflow.physics.forward import NumpyMember, Scaler, cpu_threads, evaluation_device
@@ -72,6 +75,8 @@ class Ensemble:
     """The members as torch models (CUDA, or when asked for); ``None``: evaluated with numpy."""
     point: dict[str, float] = field(default_factory=dict)
     """Values of the parameters of a parametrized ensemble (``bind``), appended to every event's inputs."""
+    calibration: RatioCalibration | None = None
+    """The map of the members' aggregated log r to the calibrated one (``None``: the raw ensemble)."""
 
     @property
     def parameters(self) -> dict[str, list[float]]:
@@ -149,7 +154,19 @@ class Ensemble:
             weights_only = [{k: v for k, v in t.items() if not k.startswith("scaler.")} for t in states]
             mlp = MLPConfig.model_validate(manifest["mlp"])
             torch_members = TorchMembers(mlp, weights_only, [m.scaler for m in members], chosen, stack)
-        return cls(label=manifest["label"], manifest=manifest, members=members, torch_members=torch_members)
+        calibration = load_calibration(target / CALIBRATION) if (target / CALIBRATION).exists() else None
+        if calibration is not None and calibration.label != manifest["label"]:
+            raise StageError(
+                f"{target / CALIBRATION}: calibrates '{calibration.label}', not ensemble '{manifest['label']}'; "
+                "re-run calibrate-ratio"
+            )
+        return cls(
+            label=manifest["label"],
+            manifest=manifest,
+            members=members,
+            torch_members=torch_members,
+            calibration=calibration,
+        )
 
     def member_log_ratios(self, x: NDArray[np.float64]) -> Iterator[NDArray[np.float64]]:
         """Log-ratio of each member on events ``x``, one member at a time (memory: one array of len(x))."""
@@ -165,7 +182,14 @@ class Ensemble:
             yield member(x)
 
     def log_ratio(self, x: NDArray[np.float64], aggregate: Aggregate = "mean") -> tuple[NDArray[Any], NDArray[Any]]:
-        """Aggregated log-ratio and the ensemble spread (standard deviation over members)."""
+        """Aggregated log-ratio and the ensemble spread (standard deviation over members), calibrated if the
+        ensemble has a calibration (the spread then scaled by the map's local slope)."""
+        value, spread = self._aggregate(x, aggregate)
+        if self.calibration is None:
+            return value, spread
+        return self.calibration.apply(value), spread * self.calibration.slope(value)
+
+    def _aggregate(self, x: NDArray[np.float64], aggregate: Aggregate) -> tuple[NDArray[Any], NDArray[Any]]:
         if aggregate == "median":
             stack = np.stack(list(self.member_log_ratios(x)))
             return np.median(stack, axis=0), stack.std(axis=0)

@@ -25,6 +25,9 @@ class GenerateConfig(BaseModel):
     )
     n_events: int = Field(20000, gt=0, description="training events")
     n_holdout: int = Field(20000, ge=0, description="held-out events (diagnostics, templates, Asimov)")
+    n_calibration: int = Field(
+        0, ge=0, description="calibration events (calibrate-ratio's sample, independent of training and held-out)"
+    )
     seed: int = 0
     signal_mean: float = Field(1.0, description="displacement of the signal core (signal only)")
     signal_width: float = Field(0.7, description="width of the signal core (signal only)")
@@ -88,9 +91,10 @@ def _toy_meta(model: Any, process: str) -> dict[str, Any]:
     return toy
 
 
+# ``calibration`` (steps/generate/step.yaml) is written whenever it is bound, so direct calls may leave it out
 @stage("generate", outputs=("events", "holdout"), config=GenerateConfig)
 def generate(io: StageIO) -> None:
-    """Simulate one process of the toy (training events and held-out events) with exact densities."""
+    """Simulate one process of the toy (training, held-out and calibration events) with exact densities."""
     import numpy as np
 
     from nsbiflow.physics.events import Events, write_events
@@ -110,7 +114,10 @@ def generate(io: StageIO) -> None:
         low, high = cfg.signal_mean_range
         meta["toy"].pop("signal_mean")  # it varies per event: the column of that name holds it
         meta["parameters"] = {"signal_mean": [low, high]}
-    for name, n, stream in (("events", cfg.n_events, 0), ("holdout", cfg.n_holdout, 1)):
+    splits = [("events", cfg.n_events, 0), ("holdout", cfg.n_holdout, 1)]
+    if cfg.n_calibration or "calibration" in io.outputs:  # stream 2 is load-events' split
+        splits.append(("calibration", cfg.n_calibration, 3))
+    for name, n, stream in splits:
         rng = sample_rng(cfg.seed, cfg.process, stream)
         split = {**meta, "split": name}
         if cfg.signal_mean_range:

@@ -11,6 +11,7 @@ from nsbiflow.stepcli.evaluation import calibrate, fit, infer
 from nsbiflow.stepcli.gates import bias_gate
 from nsbiflow.stepcli.generate import generate, generate_data, load_events
 from nsbiflow.stepcli.offshell import generate_offshell
+from nsbiflow.stepcli.ratio_calibration import calibrate_ratio
 from nsbiflow.stepcli.reweighting import (
     apply_reweighter,
     generate_objects,
@@ -36,6 +37,7 @@ main.add_command(generate_offshell)
 for command in (toys, summarize):  # pseudo-experiments and the run's summary of checks
     main.add_command(command)
 main.add_command(bias_gate)
+main.add_command(calibrate_ratio)  # the ratios' calibration on an independent sample
 for command in (choose_points, scan_point, update_surrogate, scan_report):  # the active-learning scan
     main.add_command(command)
 
