@@ -3,8 +3,9 @@
 A step definition may declare, for a parameter of type dict, which of the mapping's keys each value of its
 other parameters needs (``steps/generate-offshell/step.yaml``: the simulator configuration's fields that affect
 a process). The planner passes the step only those keys, so a change of a key that one process needs re-runs
-that process's chain alone. The step sees exactly what its key covers: a table that left out a key the step
-needs would change the step's results (it reads that key's default), never reuse a stale output.
+that process's chain alone. The step sees exactly what its key covers, so an output always matches its key on
+every backend; a table that left out a key the step needs would make the step ignore that key (it reads the
+default), which is why the owner of a table tests it by perturbing each key (tests/physics/test_offshell_fields.py).
 """
 
 from __future__ import annotations
