@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import importlib
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -174,6 +175,7 @@ def measure(requested: Path | None, sets: list[str], patch_param: str | None, jo
     from nsbiflow.spec.models import coerce_value
     from nsbiflow.store import open_store
 
+    load_at_start = os.getloadavg()[0]
     overrides = dict(item.split("=", 1) for item in sets)
     with tempfile.TemporaryDirectory(prefix="nsbiflow-bench-") as tmp:
         root = Path(tmp)
@@ -212,8 +214,6 @@ def measure(requested: Path | None, sets: list[str], patch_param: str | None, jo
         if full.status != "succeeded" or result.manifest is None:
             raise SystemExit("the full run of the patched workflow failed")
 
-    import os
-
     jobs = jobs_arg or os.cpu_count() or 1
     floor = floor_seconds(patched_plan, full, result.reran, jobs)
     # the same floor from the reinterpretation's own step times: on a machine whose load drifts between the
@@ -244,6 +244,7 @@ def measure(requested: Path | None, sets: list[str], patch_param: str | None, jo
         "reinterpret_over_own_floor": round(reinterpret_seconds / max(own["floor"], 1e-9), 3),
         "overhead_seconds": {k: round(v, 3) for k, v in phases.items()},
         "load_average_1min": os.getloadavg()[0],  # a loaded machine's times are contention, not the code
+        "load_average_1min_at_start": load_at_start,
         "host": platform.node(),
         "python": platform.python_version(),
     }
