@@ -194,7 +194,7 @@ OBSERVED: tuple[str, ...] = ("observed", "observed_cr")
 _SIGNAL = ("nu_ggH", "signal_m4l", "signal_m4l_width")
 _CONTINUUM = ("nu_ggZZ", "continuum_dip")
 _DETECTOR = ("m4l_resolution", "angle_resolution", "pt_resolution")  # every sample but the reference
-LATENT_FIELDS: dict[str, tuple[str, ...]] = {
+SAMPLE_FIELDS: dict[str, tuple[str, ...]] = {
     "ggH": _SIGNAL + _DETECTOR,
     "ggZZ": _CONTINUUM + _DETECTOR,
     "interference": _SIGNAL + _CONTINUUM + _DETECTOR,
@@ -234,10 +234,10 @@ def split_variation(process: str) -> tuple[str, str, float]:
 def config_fields(name: str, nuisances: Sequence[str] = ()) -> list[str]:
     """The OffshellConfig fields the events of sample ``name`` (shifted by ``nuisances``) depend on."""
     base, shifted = name, list(nuisances)
-    if name not in LATENT_FIELDS:
+    if name not in SAMPLE_FIELDS:
         base, nuisance, _ = split_variation(name)
         shifted.append(nuisance)
-    fields = {*LATENT_FIELDS[base], *(f for n in shifted for f in NUISANCE_FIELDS[n])}
+    fields = {*SAMPLE_FIELDS[base], *(f for n in shifted for f in NUISANCE_FIELDS[n])}
     return [f for f in OffshellConfig.model_fields if f in fields]
 
 
