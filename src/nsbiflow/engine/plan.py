@@ -20,6 +20,7 @@ from typing import Any
 
 from nsbiflow.engine.code import entry_problem
 from nsbiflow.engine.expressions import ExpressionError, has_expression, render
+from nsbiflow.engine.narrow import narrowed
 from nsbiflow.errors import Problem, SpecError, UsageError
 from nsbiflow.paths import UnsafePathError, canonical_name, check_input_file, safe_name
 from nsbiflow.spec.catalog import StepCatalog
@@ -441,6 +442,9 @@ class _Planner:
             ok = self.check_type(pspec, parameters[pname], (*base, "with", pname), pname)
             if ok is not None:
                 parameters[pname] = ok
+        for pname, pspec in definition.parameters.items():
+            if pname in parameters:
+                parameters[pname] = narrowed(pspec, parameters[pname], parameters)
         inputs: dict[str, list[InputSource]] = {}
         for iname, binding in step.inputs.items():
             loc = (*base, "inputs", iname)

@@ -34,6 +34,7 @@ continuum, SBI and interference (negative weights where ``I < 0``).
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,6 +185,70 @@ class OffshellConfig(BaseModel):
     )
 
 
+# -- which configuration fields a sample depends on --------------------------------------------------------
+# One owner for "which OffshellConfig fields change the events of process P": the generate-offshell step is
+# passed only these (its step.yaml's keys_by is generated from ``truth_keys_by``), so a patch of a signal
+# field re-runs the signal's chain and reuses every background. tests/physics/test_offshell_fields.py perturbs
+# each field and checks that exactly the samples whose events change are passed a different configuration.
+OBSERVED: tuple[str, ...] = ("observed", "observed_cr")
+_SIGNAL = ("nu_ggH", "signal_m4l", "signal_m4l_width")
+_CONTINUUM = ("nu_ggZZ", "continuum_dip")
+_DETECTOR = ("m4l_resolution", "angle_resolution", "pt_resolution")  # every sample but the reference
+SAMPLE_FIELDS: dict[str, tuple[str, ...]] = {
+    "ggH": _SIGNAL + _DETECTOR,
+    "ggZZ": _CONTINUUM + _DETECTOR,
+    "interference": _SIGNAL + _CONTINUUM + _DETECTOR,
+    "SBI": _SIGNAL + _CONTINUUM + _DETECTOR,
+    "qqZZ": ("nu_qqZZ", *_DETECTOR),
+    "qqZZ_cr": ("nu_qqZZ_cr", *_DETECTOR),
+    "reference": ("reference_mean", "reference_sd"),  # no detector response
+    "observed": _SIGNAL + _CONTINUUM + ("nu_qqZZ", *_DETECTOR),  # the gg total at mu and qqZZ
+    "observed_cr": ("nu_qqZZ_cr", *_DETECTOR),
+}
+"""Process (or pseudo-data set) -> the fields its nominal events depend on."""
+NUISANCE_FIELDS: dict[str, tuple[str, ...]] = {
+    "m4l_scale": ("systematics", "m4l_scale_per_sigma"),
+    "m4l_resolution": ("systematics", "resolution_per_sigma"),
+    "angle_tilt": ("systematics", "tilt_per_sigma"),
+}
+"""Shape nuisance -> the fields a sample shifted by it depends on as well."""
+
+
+def sample_names() -> list[str]:
+    """Every name ``generate-offshell`` simulates: the processes, their +-1 sigma variations, the pseudo-data."""
+    variations = [f"{b}_{n}_{side}" for b in BASE_PROCESSES for n in NUISANCES for side in ("up", "down")]
+    return [*BASE_PROCESSES, *variations, *OBSERVED]
+
+
+def split_variation(process: str) -> tuple[str, str, float]:
+    """``<process>_<nuisance>_up|down`` -> ``(process, nuisance, +1 | -1)``; a ValueError for other names."""
+    for base in BASE_PROCESSES:
+        for nuisance in NUISANCES:
+            for side, shift in (("up", 1.0), ("down", -1.0)):
+                if process == f"{base}_{nuisance}_{side}":
+                    return base, nuisance, shift
+    names = ", ".join(BASE_PROCESSES)
+    raise ValueError(f"unknown process {process!r} (known: {names}, or <process>_<nuisance>_up|down)")
+
+
+def config_fields(name: str, nuisances: Sequence[str] = ()) -> list[str]:
+    """The OffshellConfig fields the events of sample ``name`` (shifted by ``nuisances``) depend on."""
+    base, shifted = name, list(nuisances)
+    if name not in SAMPLE_FIELDS:
+        base, nuisance, _ = split_variation(name)
+        shifted.append(nuisance)
+    fields = {*SAMPLE_FIELDS[base], *(f for n in shifted for f in NUISANCE_FIELDS[n])}
+    return [f for f in OffshellConfig.model_fields if f in fields]
+
+
+def truth_keys_by() -> dict[str, dict[str, list[str]]]:
+    """``keys_by`` of generate-offshell's ``truth``: by ``process`` and by the keys of ``nuisances``."""
+    return {
+        "process": {name: config_fields(name) for name in sample_names()},
+        "nuisances": {n: list(NUISANCE_FIELDS[n]) for n in NUISANCES},
+    }
+
+
 class Offshell:
     """The off-shell toy's exact densities (the ``Truth`` protocol) and its samplers."""
 
@@ -266,14 +331,9 @@ class Offshell:
             raise ValueError(f"unknown nuisance {unknown[0]!r} (known: {', '.join(NUISANCES)})")
         if process in self._latent:
             return process, values
-        for base in BASE_PROCESSES:
-            for nuisance in NUISANCES:
-                for side, shift in (("up", 1.0), ("down", -1.0)):
-                    if process == f"{base}_{nuisance}_{side}":
-                        values[nuisance] = values.get(nuisance, 0.0) + shift
-                        return base, values
-        names = ", ".join(BASE_PROCESSES)
-        raise ValueError(f"unknown process {process!r} (known: {names}, or <process>_<nuisance>_up|down)")
+        base, nuisance, shift = split_variation(process)
+        values[nuisance] = values.get(nuisance, 0.0) + shift
+        return base, values
 
     def detector(self, process: str, nuisances: Mapping[str, float]) -> tuple[FloatArray, FloatArray, FloatArray]:
         """The affine response ``x = A z + b + eps``, ``eps ~ N(0, Sigma)``: returns ``(A, b, Sigma)``."""
@@ -409,6 +469,32 @@ class Offshell:
         n = int(rng.poisson(expected)) if poisson else round(expected)
         base, values = self.resolve("qqZZ_cr", nuisances)
         return self._respond(base, self._draw(self._latent[base], n, rng), values, rng)
+
+
+def simulate(
+    toy: Offshell,
+    process: str,
+    n_events: int,
+    seed: int,
+    nuisances: Mapping[str, float] | None = None,
+    mu: float = 1.0,
+    gg_factor: float = 1.0,
+    qq_factor: float = 1.0,
+    poisson: bool = True,
+) -> tuple[FloatArray, FloatArray]:
+    """The events and MC weights of one generate-offshell file: a process, a variation, or pseudo-data
+    (``observed``: signal region at ``mu``, ``observed_cr``: control region; unit weights, ``n_events`` unused).
+
+    Every ``(seed, process)`` has its own random stream, so a sample does not depend on which others are made.
+    """
+    rng = np.random.default_rng([seed, zlib.crc32(process.encode()), 3])
+    if process == "observed":
+        x, _ = toy.sample_observed(rng, mu, nuisances, gg_factor, qq_factor, poisson)
+        return x, np.ones(len(x))
+    if process == "observed_cr":
+        x = toy.sample_observed_cr(rng, nuisances, qq_factor, poisson)
+        return x, np.ones(len(x))
+    return toy.sample(process, n_events, rng, nuisances)
 
 
 def write_root(path: str | Path, x: FloatArray, weights: FloatArray, observables: Sequence[str] = OBSERVABLES) -> None:

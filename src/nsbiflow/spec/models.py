@@ -41,6 +41,9 @@ _QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$
 
 ParamType = Literal["int", "float", "str", "bool", "list", "dict"]
 
+KeysBy = dict[Annotated[str, Field(pattern=IDENT_PATTERN)], dict[str, list[str]]]
+"""A dict parameter's ``keys_by``: other parameter -> its value -> the keys of the mapping that value needs."""
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, populate_by_name=True)
@@ -53,6 +56,14 @@ class ParameterSpec(_Strict):
     default: Any = None
     description: str = ""
     choices: list[Any] | None = None
+    keys_by: KeysBy | None = Field(
+        None,
+        description="step parameters of type dict only: which of the mapping's keys reach the step (and so its "
+        "cache key), by the values of the step's other parameters: {parameter: {value: [keys]}}; a str parameter "
+        "selects by its value, a list or dict parameter by each item or key, the keys kept are the union; a key "
+        "named in no list always reaches the step, and a value no table names passes the whole mapping",
+        exclude_if=lambda value: value is None,  # keys and digests of steps without it stay what they were
+    )
 
     @model_validator(mode="after")
     def _default_matches_type(self) -> ParameterSpec:
@@ -60,7 +71,18 @@ class ParameterSpec(_Strict):
             self.default = coerce_value(self.type, self.default)
         if self.choices is not None and self.default is not None and self.default not in self.choices:
             raise ValueError(f"default {self.default!r} is not one of the choices {self.choices}")
+        if self.keys_by is not None and self.type != "dict":
+            raise ValueError(f"keys_by applies to parameters of type dict, not {self.type}")
         return self
+
+
+def _check_keys_by(parameters: dict[str, ParameterSpec]) -> None:
+    """Every ``keys_by`` of a step's parameters selects by other parameters of the same step."""
+    for name, spec in parameters.items():
+        for other in spec.keys_by or {}:
+            if other == name or other not in parameters:
+                known = ", ".join(sorted(set(parameters) - {name})) or "none"
+                raise ValueError(f"parameter {name!r}: keys_by names {other!r}, not another parameter ({known})")
 
 
 class IOSpec(_Strict):
@@ -186,6 +208,7 @@ class StepDefinition(_Strict):
         for name, spec in self.inputs.items():
             if spec.filename:
                 raise ValueError(f"input {name!r}: 'filename' applies to outputs only")
+        _check_keys_by(self.parameters)
         return self
 
 
@@ -207,6 +230,11 @@ class InlineStep(_Strict):
         description="environment variables of the step: NAME: value, or NAME: null to pass the runner's value "
         "through; nothing else of the runner's environment reaches a step beyond a small allowlist",
     )
+
+    @model_validator(mode="after")
+    def _keys_by_names_parameters(self) -> InlineStep:
+        _check_keys_by(self.parameters)
+        return self
 
     def as_definition(self, name: str) -> StepDefinition:
         """The equivalent named step definition."""
@@ -341,6 +369,14 @@ class Workflow(_Strict):
         default_factory=dict, description="workflow outputs: name -> 'step.output'"
     )
     steps: dict[Annotated[str, Field(pattern=NAME_PATTERN)], WorkflowStep] = Field(..., min_length=1)
+
+    @field_validator("parameters")
+    @classmethod
+    def _no_keys_by(cls, parameters: dict[str, ParameterSpec]) -> dict[str, ParameterSpec]:
+        for name, spec in parameters.items():
+            if spec.keys_by is not None:
+                raise ValueError(f"parameter {name!r}: keys_by applies to step parameters, not workflow parameters")
+        return parameters
 
 
 def _is_expression(value: Any) -> bool:

@@ -6,15 +6,13 @@ The files look like an analysis' own ntuples (a TTree ``events`` with one branch
 
 from __future__ import annotations
 
-import zlib
-from typing import Any
+from typing import Any, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from nsbiflow.physics.errors import StageError
+from nsbiflow.physics.offshell import Offshell, OffshellConfig, simulate, truth_keys_by, write_root
 from nsbiflow.stepcli.contract import StageIO, stage
-
-OBSERVED = ("observed", "observed_cr")
 
 
 class GenerateOffshellConfig(BaseModel):
@@ -31,7 +29,11 @@ class GenerateOffshellConfig(BaseModel):
     n_events: int = Field(40000, gt=0, description="simulated events written (load-events splits off the holdout)")
     seed: int = Field(0, description="master seed; every (process, seed) has its own random stream")
     truth: dict[str, Any] = Field(
-        default_factory=dict, description="OffshellConfig fields (yields, shapes, systematic sizes); {} = defaults"
+        default_factory=dict,
+        description="OffshellConfig fields (yields, shapes, systematic sizes); {} = defaults. The step is passed "
+        "only the fields its sample depends on (keys_by, from nsbiflow.physics.offshell.truth_keys_by), so a "
+        "patch of one process's fields re-runs that process alone",
+        json_schema_extra={"keys_by": cast(JsonValue, truth_keys_by())},  # pydantic types it as JSON
     )
     nuisances: dict[str, float] = Field(
         default_factory=dict, description="shape nuisance values (sigma units) of the sample or the pseudo-data"
@@ -45,10 +47,6 @@ class GenerateOffshellConfig(BaseModel):
 @stage("generate-offshell", outputs=("events",), config=GenerateOffshellConfig)
 def generate_offshell(io: StageIO) -> None:
     """Simulate one sample of the off-shell toy into a ROOT file (per-event MC weights summing to its yield)."""
-    import numpy as np
-
-    from nsbiflow.physics.offshell import Offshell, OffshellConfig, write_root
-
     cfg = io.config(GenerateOffshellConfig)
     try:
         toy = Offshell(OffshellConfig.model_validate(cfg.truth))
@@ -60,16 +58,10 @@ def generate_offshell(io: StageIO) -> None:
         ) from None
     except ValueError as error:
         raise StageError(f"generate-offshell: parameter 'truth': {error}") from None
-    rng = np.random.default_rng([cfg.seed, zlib.crc32(cfg.process.encode()), 3])
     try:
-        if cfg.process == "observed":
-            x, _ = toy.sample_observed(rng, cfg.mu, cfg.nuisances, cfg.gg_factor, cfg.qq_factor, cfg.poisson)
-            w = np.ones(len(x))
-        elif cfg.process == "observed_cr":
-            x = toy.sample_observed_cr(rng, cfg.nuisances, cfg.qq_factor, cfg.poisson)
-            w = np.ones(len(x))
-        else:
-            x, w = toy.sample(cfg.process, cfg.n_events, rng, cfg.nuisances)
+        x, w = simulate(
+            toy, cfg.process, cfg.n_events, cfg.seed, cfg.nuisances, cfg.mu, cfg.gg_factor, cfg.qq_factor, cfg.poisson
+        )
     except ValueError as error:
         raise StageError(f"generate-offshell: {error}") from None
     write_root(io.output("events"), x, w)

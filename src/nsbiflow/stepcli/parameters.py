@@ -9,7 +9,8 @@ test fails when a file drifts from its stage (see ``docs/steps.md``).
 
 Field types map onto the step spec's types: ``int``, ``float``, ``str``, ``bool``; ``Literal[...]`` becomes
 its values' type with ``choices``; ``list[...]``/``tuple[...]`` ``list``; ``dict[...]`` ``dict``; ``X | None``
-is ``X``. A field without a default (or with ``None``) is a parameter the workflow must bind.
+is ``X``. A field without a default (or with ``None``) is a parameter the workflow must bind. A dict field's
+``json_schema_extra={"keys_by": ...}`` becomes its ``keys_by`` (``nsbiflow.engine.narrow``).
 """
 
 from __future__ import annotations
@@ -77,8 +78,13 @@ def parameter_specs(model: type[BaseModel]) -> dict[str, ParameterSpec]:
     specs: dict[str, ParameterSpec] = {}
     for name, info in model.model_fields.items():
         type_, choices = field_type(name, info.annotation)
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
         specs[name] = ParameterSpec(
-            type=type_, default=field_default(info), description=info.description or "", choices=choices
+            type=type_,
+            default=field_default(info),
+            description=info.description or "",
+            choices=choices,
+            keys_by=extra.get("keys_by"),
         )
     return specs
 
@@ -95,6 +101,8 @@ def _spec_data(spec: ParameterSpec) -> dict[str, Any]:
         data["choices"] = spec.choices
     if spec.description:
         data["description"] = spec.description
+    if spec.keys_by is not None:
+        data["keys_by"] = spec.keys_by
     return data
 
 
