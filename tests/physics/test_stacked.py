@@ -16,7 +16,7 @@ from nsbiflow.physics.training import TrainConfig, _weighted_bce_sum, train_ense
 def test_loss_and_gradients_match_autograd(activation: str) -> None:
     torch.manual_seed(0)
     model = BatchedMLP(MLPConfig(n_inputs=5, hidden=[16, 12, 8], activation=activation), 3)
-    net = StackedMLP(model, max_batch=40)
+    net = StackedMLP.from_batched(model, max_batch=40)
     for batch in (37, 40, 5):  # a short batch after a full one: the buffers' views and ones columns follow
         x, y, w = torch.randn(3, batch, 5), (torch.rand(3, batch) > 0.5).float(), torch.rand(3, batch)
         for p in model.parameters():
@@ -33,12 +33,14 @@ def test_loss_and_gradients_match_autograd(activation: str) -> None:
     torch.testing.assert_close(net.logits(x), model(x).detach(), rtol=1e-5, atol=1e-6)
 
 
-def test_weights_and_biases_are_the_layers_split() -> None:
+def test_initialisation_is_batched_mlps_and_splits_into_weights_and_biases() -> None:
+    config = MLPConfig(n_inputs=3, hidden=[4, 6])
     torch.manual_seed(1)
-    model = BatchedMLP(MLPConfig(n_inputs=3, hidden=[4]), 2)
-    net = StackedMLP(model, max_batch=8)
+    model = BatchedMLP(config, 2)
+    torch.manual_seed(1)
+    net = StackedMLP(config, 2, max_batch=8)  # drawn as BatchedMLP draws: the same initial members
     weights, biases = net.weights_and_biases([p[1] for p in net.params])
-    for i in range(2):
+    for i in range(3):
         assert torch.equal(weights[i], model.weights[i][1].detach())
         assert torch.equal(biases[i], model.biases[i][1].detach())
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import itertools
+import math
 from collections.abc import Callable
 
 import torch
@@ -82,25 +84,26 @@ class StackedMLP:
 
     ``params[i]`` is layer ``i`` of all members, ``(K, fan_in + 1, fan_out)`` (the last row the bias), an
     ``nn.Parameter`` whose ``.grad`` is a fixed buffer that every ``loss_and_grad`` overwrites (no zeroing).
-    Initialised from a ``BatchedMLP`` (the same draws as the autograd path).
+    Initialised as ``BatchedMLP`` is (the same draws), or from one (``from_batched``).
     """
 
-    def __init__(self, model: BatchedMLP, max_batch: int) -> None:
-        self.config: MLPConfig = model.config
-        self.members = model.members
-        device = model.weights[0].device
+    def __init__(self, config: MLPConfig, members: int, max_batch: int, device: torch.device | None = None) -> None:
+        self.config = config
+        self.members = members
+        device = device or torch.device("cpu")
         self.device = device
-        self.sizes = [self.config.n_inputs, *self.config.hidden, 1]
+        self.sizes = [config.n_inputs, *config.hidden, 1]
         self.max_batch = max(1, max_batch)
-        k = self.members
+        k = members
         self.params: list[nn.Parameter] = []
-        for w, b in zip(model.weights, model.biases, strict=True):
-            fan_in, fan_out = w.shape[1], w.shape[2]
-            flat = _buffer(k * (fan_in + 1) * fan_out, device)
-            p = nn.Parameter(flat.view(k, fan_in + 1, fan_out))
+        for fan_in, fan_out in itertools.pairwise(self.sizes):
+            p = nn.Parameter(_buffer(k * (fan_in + 1) * fan_out, device).view(k, fan_in + 1, fan_out))
+            # ``BatchedMLP``'s initialisation, drawn in its order (weight, then bias, layer by layer) straight
+            # into the augmented layer: the same values as the autograd path starts from
+            bound = 1.0 / math.sqrt(fan_in)
             with torch.no_grad():
-                p[:, :fan_in].copy_(w)
-                p[:, fan_in:].copy_(b)
+                p[:, :fan_in].uniform_(-bound, bound)
+                p[:, fan_in:].uniform_(-bound, bound)
             p.grad = _buffer(p.numel(), device).view_as(p)
             self.params.append(p)
         # per layer: its input with a ones column (h), its pre-activation (z); one gradient buffer per width
@@ -108,9 +111,19 @@ class StackedMLP:
         self._h = [_buffer(k * bmax * (a + 1), device) for a in self.sizes[:-1]]
         self._z = [_buffer(k * bmax * b, device) for b in self.sizes[1:]]
         self._g = [_buffer(k * bmax * max(self.sizes[1:-1], default=1), device) for _ in range(2)]
-        self._act = _forward_act(self.config.activation)
-        self._back = _backward_act(self.config.activation)
+        self._act = _forward_act(config.activation)
+        self._back = _backward_act(config.activation)
         self._ones_for = 0  # the batch size whose ones columns are in place
+
+    @classmethod
+    def from_batched(cls, model: BatchedMLP, max_batch: int) -> StackedMLP:
+        """The same members as ``model`` (its current weights copied in)."""
+        net = cls(model.config, model.members, max_batch, model.weights[0].device)
+        with torch.no_grad():
+            for p, w, b in zip(net.params, model.weights, model.biases, strict=True):
+                p[:, :-1].copy_(w)
+                p[:, -1:].copy_(b)
+        return net
 
     def weights_and_biases(self, layer_params: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Split one member's augmented layers ``(fan_in + 1, fan_out)`` into ``(in, out)`` weights and

@@ -191,14 +191,19 @@ def _train_group(
     hold_rows, wh = (t.to(device) for t in _padded_rows(hold_w_np))
     yh = y[hold_rows]
 
-    model = BatchedMLP(mlp_config, k).to(device)
     batch_size = config.effective_batch_size
-    net = StackedMLP(model, min(batch_size, max(rows.shape[1], hold_rows.shape[1]))) if stacked else None
-    params: list[torch.nn.Parameter] = [*model.weights, *model.biases] if net is None else list(net.params)
+    model: BatchedMLP | None = None
+    net: StackedMLP | None = None
+    if stacked:  # buffers for at most a batch (or all of the events where there are fewer)
+        net = StackedMLP(mlp_config, k, min(batch_size, max(rows.shape[1], hold_rows.shape[1])), device)
+        params: list[torch.nn.Parameter] = list(net.params)
+    else:
+        model = BatchedMLP(mlp_config, k).to(device)
+        params = [*model.weights, *model.biases]
     opt = adam(params, config.lr, config.weight_decay)  # one fused kernel a step (optim.py)
 
     def logits(xb: torch.Tensor) -> torch.Tensor:
-        return model(xb) if net is None else net.logits(xb)
+        return net.logits(xb) if net is not None else model(xb)  # type: ignore[misc]
 
     gen = torch.Generator().manual_seed(int(torch.initial_seed() % 2**31))
     best = [math.inf] * k
@@ -227,7 +232,6 @@ def _train_group(
     hold_sum = wh.sum(dim=1).clamp_min(1e-12)
     for epoch in range(config.max_epochs):
         keep_live()
-        model.train()
         # an independent shuffle of its own rows for every member (one draw for the whole group)
         order = torch.rand(k, n, generator=gen).argsort(dim=1).to(device)
         shuffled_rows = rows.gather(1, order)
@@ -238,16 +242,15 @@ def _train_group(
             idx = shuffled_rows[:, start : start + batch_size]
             wb = shuffled_w[:, start : start + batch_size]
             ws = wb.sum(dim=1)
-            if net is None:
+            if model is not None:
                 loss_sum = _weighted_bce_sum(model(x[idx]), y[idx], wb)
                 opt.zero_grad(set_to_none=True)
                 (loss_sum / ws.clamp_min(1e-12)).sum().backward()
-            else:  # the gradients are written into the parameters' fixed .grad buffers (no zeroing)
+            elif net is not None:  # the gradients go into the parameters' fixed .grad buffers (no zeroing)
                 loss_sum = net.loss_and_grad(x[idx], y[idx], wb)
             opt.step()
             total += loss_sum.detach()
             weight_sum += ws
-        model.eval()
         with torch.no_grad():
             hold_loss = torch.zeros(k, device=device)
             for start in range(0, hold_rows.shape[1], 8192):
@@ -266,7 +269,7 @@ def _train_group(
         on_epoch(epoch)
         if all(s >= config.patience for s in stale):
             break
-    layers = len(model.weights)
+    layers = len(params) // 2  # autograd: the weights, then the biases
     # the live parameters where they are the best (or no epoch gave a finite holdout loss: diverged)
     chosen = [[p[j].detach() for p in params] if live[j] or not best_params[j] else best_params[j] for j in range(k)]
     if net is None:
