@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -329,9 +330,12 @@ def main() -> None:
     compile_model = "--compile" in sys.argv
     q = quick()
     if "--paired-only" in sys.argv:  # the 4x1000 batched-vs-loop check alone (~2 min on 2 cores)
+        load_start = os.getloadavg()
         rounds = next((int(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--rounds=")), 1 if q else 5)
         paired = paired_trainer_modes([1000] * 4, 2, 2_500, 1, dev, rounds)
         print(json.dumps({"median": paired["median"], "worst": paired["worst"]}, indent=1))
+        paired["load_average_start"] = list(load_start)  # 1, 5 and 15 min; write_result adds the 1 min at the end
+        paired["load_average_end"] = list(os.getloadavg())
         write_result("training_paired" + ("_quick" if q else ""), {"device": str(dev), "paired_4x1000": paired})
         return
     mm_samples = [matmul_flops(dev)]
