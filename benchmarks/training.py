@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -174,16 +175,18 @@ def plain_loop(data: Data, hidden: list[int], members: int, epochs: int, dev: to
 
 
 def project_trainer(
-    data: Data, hidden: list[int], members: int, epochs: int, mode: str, batch: int | None = None
-) -> int:
-    """(b) The project's trainer (``batch`` None: its default); returns the number of epochs it ran (all)."""
+    data: Data, hidden: list[int], members: int, epochs: int, mode: str, batch: int | None = None,
+    step: str = "auto",
+) -> int:  # fmt: skip
+    """(b) The project's trainer (``batch`` None: its default; ``step``: how it computes gradients, see
+    ``train_ensemble``); returns the number of epochs it ran (all)."""
     from nsbiflow.physics.training import TrainConfig, train_ensemble
 
     config = TrainConfig(
         members=members, hidden=hidden, max_epochs=epochs, patience=epochs + 1, bootstrap=False,
         batch_size=batch, folds=FOLDS, mode=mode,
     )  # fmt: skip
-    trained, _ = train_ensemble(data.numerator, data.reference, config)
+    trained, _ = train_ensemble(data.numerator, data.reference, config, step=step)  # type: ignore[arg-type]
     return len(trained[0].curves["train"])
 
 
@@ -296,13 +299,16 @@ def paired_trainer_modes(hidden: list[int], members: int, per_class: int, epochs
     rows: list[dict[str, float]] = []
     for _ in range(rounds):
         row: dict[str, float] = {}
-        for mode in ("batched", "loop"):
+        # the default (batched members, the stacked hand-written step on a CPU), one member at a time, and
+        # the batched members with autograd gradients (the default before the stacked step)
+        for mode, step in (("batched", "auto"), ("loop", "auto"), ("batched_autograd", "autograd")):
+            k = 1 if mode == "loop" else members
             before = matmul_flops(dev)
-            gemms_before = step_gemm_flops(dev, hidden, members if mode == "batched" else 1, batch)
+            gemms_before = step_gemm_flops(dev, hidden, k, batch)
             start = time.perf_counter()
-            project_trainer(data, hidden, members, epochs, mode)
+            project_trainer(data, hidden, members, epochs, mode.split("_")[0], step=step)
             seconds = time.perf_counter() - start
-            gemms_after = step_gemm_flops(dev, hidden, members if mode == "batched" else 1, batch)
+            gemms_after = step_gemm_flops(dev, hidden, k, batch)
             after = matmul_flops(dev)
             row[f"{mode}_seconds"] = seconds
             row[f"{mode}_fraction_of_matmul"] = flops / seconds / ((before + after) / 2)
@@ -310,10 +316,12 @@ def paired_trainer_modes(hidden: list[int], members: int, per_class: int, epochs
             row[f"{mode}_step_gemms_over_matmul"] = (gemms_before + gemms_after) / (before + after)
             row[f"{mode}_matmul_drift"] = max(before, after) / min(before, after)
         row["batched_over_loop"] = row["loop_seconds"] / row["batched_seconds"]
+        row["stacked_over_autograd"] = row["batched_autograd_seconds"] / row["batched_seconds"]
         rows.append(row)
     keys = rows[0].keys()
-    return {"hidden": hidden, "members": members, "events": 2 * per_class, "epochs": epochs, "rounds": rows,
-            "median": {k: statistics.median(r[k] for r in rows) for k in keys}}  # fmt: skip
+    return {"hidden": hidden, "members": members, "events": 2 * per_class, "epochs": epochs, "batch": batch,
+            "rounds": rows, "median": {k: statistics.median(r[k] for r in rows) for k in keys},
+            "worst": {k: min(r[k] for r in rows) for k in keys if "fraction" in k or "_over_" in k}}  # fmt: skip
 
 
 def main() -> None:
@@ -322,8 +330,12 @@ def main() -> None:
     compile_model = "--compile" in sys.argv
     q = quick()
     if "--paired-only" in sys.argv:  # the 4x1000 batched-vs-loop check alone (~2 min on 2 cores)
-        paired = paired_trainer_modes([1000] * 4, 2, 2_500, 1, dev, 1 if q else 3)
-        print(json.dumps(paired["median"], indent=1))
+        load_start = os.getloadavg()
+        rounds = next((int(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--rounds=")), 1 if q else 5)
+        paired = paired_trainer_modes([1000] * 4, 2, 2_500, 1, dev, rounds)
+        print(json.dumps({"median": paired["median"], "worst": paired["worst"]}, indent=1))
+        paired["load_average_start"] = list(load_start)  # 1, 5 and 15 min; write_result adds the 1 min at the end
+        paired["load_average_end"] = list(os.getloadavg())
         write_result("training_paired" + ("_quick" if q else ""), {"device": str(dev), "paired_4x1000": paired})
         return
     mm_samples = [matmul_flops(dev)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -22,8 +23,10 @@ from nsbiflow.physics.errors import StageError
 from nsbiflow.physics.forward import Scaler
 from nsbiflow.physics.mlp import BatchedMLP, MLPConfig, plain_state
 from nsbiflow.physics.optim import adam
+from nsbiflow.physics.stacked import StackedMLP
 
 ProgressFn = Callable[[int, int, str], None]
+StepKind = Literal["auto", "autograd", "stacked"]
 
 
 @dataclass
@@ -67,8 +70,15 @@ def train_ensemble(
     numerator_weights: NDArray[np.float64] | None = None,
     reference_weights: NDArray[np.float64] | None = None,
     progress: ProgressFn | None = None,
+    step: StepKind = "auto",
 ) -> tuple[list[TrainedMember], Scaler]:
-    """Train ``config.members`` ratio classifiers ``numerator / reference``; returns members and scaler."""
+    """Train ``config.members`` ratio classifiers ``numerator / reference``; returns members and scaler.
+
+    ``step`` is how a training step computes its gradients: ``stacked``, the hand-written one-GEMM-per-layer
+    step of ``nsbiflow.physics.stacked`` (the faster on a CPU: ``benchmarks/training.py``), ``autograd``
+    (``BatchedMLP`` and ``backward()``), or ``auto``: stacked on a CPU, autograd on a GPU. Both minimise the
+    same loss from the same initial weights; their results agree to float rounding.
+    """
     if len(numerator) < config.folds or len(reference) < config.folds:
         raise StageError(
             f"train-ratio: {len(numerator)} numerator and {len(reference)} reference events are too few "
@@ -78,6 +88,7 @@ def train_ensemble(
     # members in one batched model are faster on a GPU and on CPU cores alike (benchmarks/training.py:
     # 3x64 K=8 on 2 cores ~2.5x a per-member loop; 4x1000 the same FLOP rate), so auto means batched
     mode = "batched" if config.mode == "auto" else config.mode
+    stacked = step == "stacked" or (step == "auto" and device.type == "cpu")
     scaler = Scaler.fit(np.concatenate([numerator, reference]))
     x = np.concatenate([scaler(numerator), scaler(reference)])
     y = np.concatenate([np.ones(len(numerator)), np.zeros(len(reference))]).astype(np.float32)
@@ -112,7 +123,7 @@ def train_ensemble(
             if progress is not None:
                 progress(done, config.members, f"members {group} epoch {epoch}")
 
-        trained = _train_group(mlp_config, config, x, y, train_w[group], hold_w[group], device, on_epoch)
+        trained = _train_group(mlp_config, config, x, y, train_w[group], hold_w[group], device, on_epoch, stacked)
         for j, k in enumerate(group):
             state, curves, best_epoch = trained[j]
             members.append(
@@ -133,6 +144,7 @@ def train_ensemble(
                         "mode": mode,
                         "batch_size": config.effective_batch_size,
                         "device": device.type,
+                        "step": "stacked" if stacked else "autograd",
                     },
                     curves=curves,
                 )
@@ -170,6 +182,7 @@ def _train_group(
     hold_w_np: NDArray[np.float64],
     device: torch.device,
     on_epoch: Callable[[int], None],
+    stacked: bool = False,
 ) -> list[tuple[dict[str, torch.Tensor], dict[str, list[float]], int]]:
     k = train_w_np.shape[0]
     x = torch.from_numpy(x_np).to(device)
@@ -178,8 +191,20 @@ def _train_group(
     hold_rows, wh = (t.to(device) for t in _padded_rows(hold_w_np))
     yh = y[hold_rows]
 
-    model = BatchedMLP(mlp_config, k).to(device)
-    opt = adam(model.parameters(), config.lr, config.weight_decay)  # one fused kernel a step (optim.py)
+    batch_size = config.effective_batch_size
+    model: BatchedMLP | None = None
+    net: StackedMLP | None = None
+    if stacked:  # buffers for at most a batch (or all of the events where there are fewer)
+        net = StackedMLP(mlp_config, k, min(batch_size, max(rows.shape[1], hold_rows.shape[1])), device)
+        params: list[torch.nn.Parameter] = list(net.params)
+    else:
+        model = BatchedMLP(mlp_config, k).to(device)
+        params = [*model.weights, *model.biases]
+    opt = adam(params, config.lr, config.weight_decay)  # one fused kernel a step (optim.py)
+
+    def logits(xb: torch.Tensor) -> torch.Tensor:
+        return net.logits(xb) if net is not None else model(xb)  # type: ignore[misc]
+
     gen = torch.Generator().manual_seed(int(torch.initial_seed() % 2**31))
     best = [math.inf] * k
     best_epoch = [0] * k
@@ -187,7 +212,6 @@ def _train_group(
     # state dicts once, at the end. A member that just improved has its best in the live parameters
     # (``live``); they are copied out only when training goes on, before the next epoch's first step, so the
     # epoch that ends training never pays for a copy (at 4x1000 a member's parameters are 12 MB)
-    params = [*model.weights, *model.biases]
     best_params: list[list[torch.Tensor]] = [[] for _ in range(k)]
     live = [False] * k
 
@@ -204,12 +228,10 @@ def _train_group(
     stale = [0] * k
     curves = [{"train": [], "holdout": []} for _ in range(k)]  # type: list[dict[str, list[float]]]
     n = rows.shape[1]
-    batch_size = config.effective_batch_size
     # total holdout weight of each member (fixed across epochs)
     hold_sum = wh.sum(dim=1).clamp_min(1e-12)
     for epoch in range(config.max_epochs):
         keep_live()
-        model.train()
         # an independent shuffle of its own rows for every member (one draw for the whole group)
         order = torch.rand(k, n, generator=gen).argsort(dim=1).to(device)
         shuffled_rows = rows.gather(1, order)
@@ -220,18 +242,20 @@ def _train_group(
             idx = shuffled_rows[:, start : start + batch_size]
             wb = shuffled_w[:, start : start + batch_size]
             ws = wb.sum(dim=1)
-            loss_sum = _weighted_bce_sum(model(x[idx]), y[idx], wb)
-            opt.zero_grad(set_to_none=True)
-            (loss_sum / ws.clamp_min(1e-12)).sum().backward()
+            if model is not None:
+                loss_sum = _weighted_bce_sum(model(x[idx]), y[idx], wb)
+                opt.zero_grad(set_to_none=True)
+                (loss_sum / ws.clamp_min(1e-12)).sum().backward()
+            elif net is not None:  # the gradients go into the parameters' fixed .grad buffers (no zeroing)
+                loss_sum = net.loss_and_grad(x[idx], y[idx], wb)
             opt.step()
             total += loss_sum.detach()
             weight_sum += ws
-        model.eval()
         with torch.no_grad():
             hold_loss = torch.zeros(k, device=device)
             for start in range(0, hold_rows.shape[1], 8192):
                 sl = slice(start, start + 8192)
-                hold_loss += _weighted_bce_sum(model(x[hold_rows[:, sl]]), yh[:, sl], wh[:, sl])
+                hold_loss += _weighted_bce_sum(logits(x[hold_rows[:, sl]]), yh[:, sl], wh[:, sl])
             hold_loss = hold_loss / hold_sum
         train_loss = (total / weight_sum.clamp_min(1e-12)).cpu().tolist()
         hold = hold_loss.cpu().tolist()
@@ -245,8 +269,11 @@ def _train_group(
         on_epoch(epoch)
         if all(s >= config.patience for s in stale):
             break
-    layers = len(model.weights)
+    layers = len(params) // 2  # autograd: the weights, then the biases
     # the live parameters where they are the best (or no epoch gave a finite holdout loss: diverged)
     chosen = [[p[j].detach() for p in params] if live[j] or not best_params[j] else best_params[j] for j in range(k)]
-    states = [plain_state(chosen[j][:layers], chosen[j][layers:]) for j in range(k)]
+    if net is None:
+        states = [plain_state(chosen[j][:layers], chosen[j][layers:]) for j in range(k)]
+    else:
+        states = [plain_state(*net.weights_and_biases(chosen[j])) for j in range(k)]
     return [(states[j], curves[j], best_epoch[j]) for j in range(k)]
