@@ -79,8 +79,8 @@ def paired_rows(r: dict[str, Any]) -> list[list[str]]:
     start = p.get("load_average_start", [load])[0]
     worst_batched = min(row["batched_fraction_of_matmul"] for row in p["rounds"])
     stacked = (
-        f"; the stacked step {m['stacked_over_autograd']:.2f}x the autograd one "
-        f"(batched autograd {m['batched_autograd_fraction_of_matmul']:.0%})"
+        f"; the opt-in stacked step {m['stacked_over_autograd']:.2f}x the default autograd one "
+        f"(batched stacked {m['batched_stacked_fraction_of_matmul']:.0%})"
         if "stacked_over_autograd" in m
         else ""
     )
