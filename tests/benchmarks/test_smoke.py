@@ -57,13 +57,22 @@ def test_report_renders_and_writes_only_between_markers(tmp_path: Path) -> None:
     assert plain.read_text() == "no markers\n"
 
 
-def test_gpu_script_runs_in_smoke_mode() -> None:
-    """benchmarks/gpu.py --smoke runs every part at tiny sizes (on a CPU where no GPU is lent)."""
-    result = BENCH / "results" / "gpu_quick.json"
+def test_gpu_script_runs_in_smoke_mode(tmp_path: Path) -> None:
+    """benchmarks/gpu.py --smoke runs every part at tiny sizes (on a CPU where no GPU is lent), into a temporary
+    folder like the other scripts (the tracked gpu_quick.json stays as it is)."""
+    result = tmp_path / "gpu_quick.json"
+    tracked = BENCH / "results" / "gpu_quick.json"
+    before = tracked.read_bytes() if tracked.exists() else None
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "gpu.py"), "--smoke"], capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, str(BENCH / "gpu.py"), "--smoke"],
+        env={**os.environ, "NSBIFLOW_BENCH_RESULTS": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tracked.read_bytes() if tracked.exists() else None) == before, f"{tracked} was rewritten"
     payload = json.loads(result.read_text())
     assert payload["smoke"] and payload["device_name"]
     assert payload["small"]["methods"]["loop"]["member_events_per_s"] > 0

@@ -77,8 +77,8 @@ def train_ensemble(
     ``step`` is how a training step computes its gradients: ``stacked``, the hand-written one-GEMM-per-layer
     step of ``nsbiflow.physics.stacked``, ``autograd`` (``BatchedMLP`` and ``backward()``), or ``auto``:
     autograd on every device. The stacked step is opt-in because it measured no faster on this project's
-    2-core CPU (``benchmarks/training.py --paired-only``: 1.01x autograd median at 4x1000, 1.05x at 3x64,
-    rounds from 0.67x to 1.11x) and a default must earn its place. Both minimise the same loss from the same
+    2-core CPU (``benchmarks/training.py --paired-only`` at 4x1000: 0.81x autograd median on a quiet machine,
+    0.67x-1.11x under load; 1.05x at 3x64) and a default must earn its place. Both minimise the same loss from the same
     initial weights; their results agree to float rounding.
     """
     if len(numerator) < config.folds or len(reference) < config.folds:
