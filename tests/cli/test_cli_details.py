@@ -69,6 +69,18 @@ def test_a_fanned_out_mistake_is_reported_once(tmp_path: Path) -> None:
     assert problems[0].startswith(f"{workflow}:") and "did you mean 'label'" in problems[0]
 
 
+def test_validate_checks_overrides_as_run_would_apply_them(tmp_path: Path) -> None:
+    workflow = tmp_path / "params.yaml"
+    declared = "metadata: {name: details}\nparameters: {n: {type: int, default: 1}}"
+    workflow.write_text(WORKFLOW.replace("metadata: {name: details}", declared))
+    assert run_cli("validate", workflow, "--set", "n=3").returncode == 0
+    wrong_type = run_cli("validate", workflow, "--set", "n=three")
+    assert wrong_type.returncode == 2 and "--set n=three: expected an int" in wrong_type.stderr, wrong_type.stderr
+    unknown = run_cli("validate", workflow, "--set", "m=3")
+    assert unknown.returncode == 2 and "no parameter 'm'" in unknown.stderr, unknown.stderr
+    assert "Traceback" not in wrong_type.stderr + unknown.stderr
+
+
 def test_a_corrupted_output_blob_fails_the_export_and_leaves_no_stale_copy(tmp_path: Path) -> None:
     first, summary = _run(tmp_path)
     assert first.returncode == 0

@@ -27,15 +27,23 @@ def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="override a workflow parameter (checked as `run --set` would apply it; every file must declare it)",
+)
 @STEPS_OPTION
-def validate(files: tuple[Path, ...], steps_dirs: tuple[Path, ...]) -> None:
+def validate(files: tuple[Path, ...], sets: tuple[str, ...], steps_dirs: tuple[Path, ...]) -> None:
     """Check workflow files: structure, step definitions, references, fan-out and cycles."""
     from nsbiflow.engine.plan import load_plan
 
+    overrides = parse_sets(sets)
     problems = []
     for file in files:
         try:
-            plan = load_plan(file, steps_dirs=list(steps_dirs))
+            plan = load_plan(file, overrides=overrides, steps_dirs=list(steps_dirs))
         except SpecError as exc:
             problems.extend(exc.problems)
             continue
