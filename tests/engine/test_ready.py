@@ -41,9 +41,9 @@ def test_the_longest_chain_of_dependents_goes_first() -> None:
         ready = queue.scan()
         if "infer" in ready:
             break
-        step_id = next(s for s in ready if not s.startswith("calibrate"))
+        step_id = next(s for s in ready if not s.startswith("calibrate["))
         queue.take(step_id)
         queue.finished(step_id)
-    calibrations = [i for i, s in enumerate(ready) if s.startswith("calibrate")]
+    calibrations = [i for i, s in enumerate(ready) if s.startswith("calibrate[")]
     assert calibrations and ready.index("infer") < min(calibrations)
     assert plan.order.index("calibrate[0]") < plan.order.index("infer")

@@ -90,3 +90,24 @@ def test_a_missing_calibration_sample_is_named(chain: Chain, tmp_path: Path) -> 
     )
     assert run.exit_code != 0
     assert "needs a calibration sample of its denominator 'reference'" in run.stderr
+
+
+def test_gather_keeps_the_calibration_of_a_single_chunk(
+    chain: Chain, calibrated: dict[str, Path], tmp_path: Path
+) -> None:
+    """A label calibrated as one chunk (the off-shell workflow calibrates per ratio, then gathers) keeps its
+    calibration through gather-ensemble; a calibrated chunk of a label with several chunks is refused."""
+    from nsbiflow.physics.collection import gather
+
+    gather([calibrated["True"]], tmp_path / "one")
+    assert Ensemble.load(tmp_path / "one", "signal").calibration == load_calibration(
+        calibrated["True"] / "signal" / CALIBRATION
+    )
+    second = tmp_path / "second"
+    shutil.copytree(calibrated["False"], second)
+    manifest = json.loads((second / "signal" / "ensemble.json").read_text())
+    for member in manifest["members"]:  # another chunk: other member names
+        member["name"] = member["name"] + "-b"
+    (second / "signal" / "ensemble.json").write_text(json.dumps(manifest))
+    with pytest.raises(StageError, match="a calibrated chunk of an ensemble of 2 chunks"):
+        gather([calibrated["True"], second], tmp_path / "two")

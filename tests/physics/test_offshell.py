@@ -202,3 +202,18 @@ def test_root_files_load_through_load_events(tmp_path) -> None:
     ev = load_external(tmp_path / "i.root", list(OBSERVABLES), weight_column="weight")
     np.testing.assert_array_equal(ev.x, x)
     np.testing.assert_array_equal(ev.weights, w)
+
+
+def test_a_calibration_stream_is_an_independent_sample_of_the_same_process() -> None:
+    """``stream`` 1 (the workflow's calibration events) draws other events of the same density; stream 0 is the
+    training and held-out stream, unchanged by the parameter."""
+    from nsbiflow.physics.offshell import Offshell, OffshellConfig, simulate
+
+    toy = Offshell(OffshellConfig())
+    x0, w0 = simulate(toy, "SBI", 20000, 1)
+    x0b, _ = simulate(toy, "SBI", 20000, 1, stream=0)
+    x1, w1 = simulate(toy, "SBI", 20000, 1, stream=1)
+    np.testing.assert_array_equal(x0, x0b)
+    assert not np.any(np.all(x0[:100, None, :] == x1[None, :100, :], axis=2))  # no event shared
+    assert abs(w1.sum() / w0.sum() - 1) < 0.05  # the same yield
+    assert abs(np.average(x1[:, 0], weights=w1) - np.average(x0[:, 0], weights=w0)) < 0.05 * np.std(x0[:, 0])

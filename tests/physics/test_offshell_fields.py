@@ -50,13 +50,14 @@ def _steps(truth: str) -> dict[str, dict[str, Any]]:
 def _events(parameters: dict[str, Any], truth: dict[str, Any]) -> np.ndarray:
     p = parameters
     x, w = simulate(Offshell(OffshellConfig(**truth)), p["process"], N_EVENTS, p["seed"], p["nuisances"], p["mu"],
-                    p["gg_factor"], p["qq_factor"], p["poisson"])  # fmt: skip
+                    p["gg_factor"], p["qq_factor"], p["poisson"], p.get("stream", 0))  # fmt: skip
     return np.column_stack([x, w])
 
 
 def test_every_config_field_is_perturbed() -> None:
     assert set(PERTURBATIONS) == set(OffshellConfig.model_fields)
-    assert len(_steps("{}")) == 23 and all(p["truth"] == {} for p in _steps("{}").values())
+    # 16 signal-region, 5 control-region and 2 pseudo-data files, and the 16 calibration samples
+    assert len(_steps("{}")) == 39 and all(p["truth"] == {} for p in _steps("{}").values())
 
 
 @pytest.mark.parametrize("field", sorted(PERTURBATIONS))

@@ -15,6 +15,12 @@ linear with slope 1 (the raw ratio's shape, offset to join the map), so the cali
 monotone in the raw one and finite everywhere. It has unit mean over the calibration denominator, and ``infer``
 normalises it afterwards as every ratio (its mean over the held-out denominator), which keeps
 ``nu_p(theta) = nu_p E_p[g]``.
+
+Samples may carry negative MC weights (an interference term, or a signal-plus-interference sample such as the
+off-shell toy's SBI) as long as each process's density is positive: the bins are cut in ``|w|``, a group of
+bins must hold a positive net weight of both processes (Kish count ``(sum w)^2 / sum w^2`` of at least
+``MIN_PER_BIN``), and the offset is the root of the weighted score equation, found by bisection where a
+negative weight makes the log-likelihood non-concave (Newton's method otherwise).
 """
 
 from __future__ import annotations
@@ -107,32 +113,37 @@ def fit_calibration(
                 f"calibration {label!r}: the {name} calibration sample has {len(s)} events ({len(w)} weights); "
                 f"at least {2 * int(MIN_PER_BIN)} are needed"
             )
-        if np.any(w < 0) or not np.all(np.isfinite(s)):
+        if not (np.all(np.isfinite(s)) and np.all(np.isfinite(w))):
+            raise StageError(f"calibration {label!r}: the {name} calibration sample has non-finite log r or weights")
+        if not w.sum() > 0:
             raise StageError(
-                f"calibration {label!r}: the {name} calibration sample has negative weights or non-finite log r"
+                f"calibration {label!r}: the {name} calibration sample's weights sum to {w.sum():.4g}; a density "
+                "needs a positive total weight (bind the sample of the process, not a pure interference term)"
             )
-    # pooled with equal total weight: bins are populated wherever either process is
+    # pooled with equal total (net) weight: bins are populated wherever either process is
     s = np.concatenate([s_num, s_den])
     w = np.concatenate([w_num / w_num.sum(), w_den / w_den.sum()])
     order = np.argsort(s, kind="stable")
-    cum = np.cumsum(w[order])
+    cum = np.cumsum(np.abs(w[order]))  # in |w|: a cumulative sum of signed weights is not monotone
     edges_at = np.searchsorted(cum, np.linspace(0, cum[-1], n_bins + 1)[1:-1])
     idx = np.digitize(s, s[order][edges_at], right=True) if len(edges_at) else np.zeros(len(s), int)
-    n_eff = {  # Kish effective counts per bin, for the merge rule and the variances
+    sums = {  # sum of weights and of squared weights per bin, for the merge rule
         "num": _per_bin(idx[: len(s_num)], w_num, n_bins),
         "den": _per_bin(idx[len(s_num) :], w_den, n_bins),
     }
-    groups = _merge(n_eff["num"][2], n_eff["den"][2])
+    groups = _merge(sums["num"], sums["den"])
     group_of = np.zeros(n_bins, dtype=int)
     for g, members in enumerate(groups):
         group_of[members] = g
     gidx = group_of[idx]
-    offset = _offsets(s, gidx, np.concatenate([np.ones(len(s_num)), np.zeros(len(s_den))]), w, len(groups))
+    y = np.concatenate([np.ones(len(s_num)), np.zeros(len(s_den))])
+    signed = bool(np.any(w < 0))
+    offset = (_offsets_bisection if signed else _offsets)(s, gidx, y, w, len(groups))
     n_g = len(groups)
     g_num, g_den = gidx[: len(s_num)], gidx[len(s_num) :]
     variances = 1.0 / _per_group(g_num, w_num, n_g) + 1.0 / _per_group(g_den, w_den, n_g)
     # a knot per group at the pooled weighted median of s; its calibrated value is s there plus the offset
-    knots = np.array([_weighted_median(s[gidx == g], w[gidx == g]) for g in range(n_g)])
+    knots = np.array([_weighted_median(s[gidx == g], np.abs(w[gidx == g])) for g in range(n_g)])
     values = knots + offset
     values = IsotonicRegression(increasing=True).fit(knots, values, sample_weight=1.0 / variances).predict(knots)
     keep = np.concatenate([[True], np.diff(knots) > 1e-9])
@@ -141,7 +152,13 @@ def fit_calibration(
     fields = {"label": label, "n_numerator": len(s_num), "n_denominator": len(s_den)}
     raw = RatioCalibration(knots=[float(x) for x in knots[keep]], values=[float(x) for x in values[keep]], **fields)
     # unit mean over the calibration denominator (the normalisation of r, on the largest sample that has it)
-    log_norm = float(np.log(np.sum(w_den * np.exp(raw.apply(s_den))) / np.sum(w_den)))
+    mean_r = float(np.sum(w_den * np.exp(raw.apply(s_den))) / np.sum(w_den))
+    if not (np.isfinite(mean_r) and mean_r > 0):  # only reachable with negative weights in the denominator
+        raise StageError(
+            f"calibration {label!r}: the calibrated ratio's mean over the denominator sample is {mean_r:.4g}; "
+            "its negative weights dominate somewhere: calibrate on more events"
+        )
+    log_norm = float(np.log(mean_r))
     return RatioCalibration(
         knots=raw.knots, values=[v - log_norm for v in raw.values], log_normalisation=log_norm, **fields
     )
@@ -166,11 +183,28 @@ def _offsets(s: np.ndarray, group: np.ndarray, y: np.ndarray, w: np.ndarray, n: 
     return d
 
 
+def _offsets_bisection(s: np.ndarray, group: np.ndarray, y: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
+    """The offsets of ``_offsets`` for signed weights: per group, the root of the score
+    ``sum w (y - sigmoid(s + d))``, found by bisection (vectorised over the groups).
+
+    With a negative weight the log-likelihood need not be concave and Newton's method can run away; the score
+    still goes from the group's net numerator weight (d -> -inf) to minus its net denominator weight
+    (d -> +inf), both positive by the merge rule, so a bracket of the root always exists.
+    """
+    lo, hi = np.full(n, -40.0), np.full(n, 40.0)
+    for _ in range(60):  # 80 / 2^60: far below any resolution of the map
+        mid = 0.5 * (lo + hi)
+        p = 1.0 / (1.0 + np.exp(-np.clip(s + mid[group], -700, 700)))
+        score = np.bincount(group, weights=w * (y - p), minlength=n)
+        lo, hi = np.where(score > 0, mid, lo), np.where(score > 0, hi, mid)
+    return 0.5 * (lo + hi)
+
+
 def _per_group(group: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
-    """Kish effective count of each group."""
+    """Kish effective count of each group (a group with no positive net weight counts as ~0)."""
     sw = np.bincount(group, weights=w, minlength=n)
     sw2 = np.bincount(group, weights=w**2, minlength=n)
-    return np.divide(sw**2, sw2, out=np.full(n, 1e-12), where=sw2 > 0)
+    return np.divide(sw**2, sw2, out=np.full(n, 1e-12), where=(sw2 > 0) & (sw > 0))
 
 
 def _weighted_median(x: np.ndarray, w: np.ndarray) -> float:
@@ -180,24 +214,28 @@ def _weighted_median(x: np.ndarray, w: np.ndarray) -> float:
     return float(x[order][np.searchsorted(cum, 0.5 * cum[-1])])
 
 
-def _per_bin(idx: np.ndarray, w: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sum of weights, of squared weights and the Kish effective count per bin."""
-    sw = np.bincount(idx, weights=w, minlength=n_bins)
-    sw2 = np.bincount(idx, weights=w**2, minlength=n_bins)
-    return sw, sw2, np.divide(sw**2, sw2, out=np.zeros(n_bins), where=sw2 > 0)
+def _per_bin(idx: np.ndarray, w: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of weights and of squared weights per bin."""
+    return np.bincount(idx, weights=w, minlength=n_bins), np.bincount(idx, weights=w**2, minlength=n_bins)
 
 
-def _merge(n_num: np.ndarray, n_den: np.ndarray) -> list[list[int]]:
-    """Consecutive bins grouped until each group holds ``MIN_PER_BIN`` of both processes (outer groups absorb)."""
+def _kish(sw: float, sw2: float) -> float:
+    """Kish effective count of a net weight ``sw`` with squared weights ``sw2`` (0 unless ``sw`` is positive)."""
+    return sw * sw / sw2 if sw > 0 and sw2 > 0 else 0.0
+
+
+def _merge(num: tuple[np.ndarray, np.ndarray], den: tuple[np.ndarray, np.ndarray]) -> list[list[int]]:
+    """Consecutive bins grouped until each group holds a positive net weight of both processes worth
+    ``MIN_PER_BIN`` Kish events (outer groups absorb the rest)."""
     groups: list[list[int]] = []
     current: list[int] = []
-    a = b = 0.0
-    for i in range(len(n_num)):
+    a = np.zeros(4)  # running sum w, sum w^2 of the numerator, then of the denominator
+    for i in range(len(num[0])):
         current.append(i)
-        a, b = a + n_num[i], b + n_den[i]
-        if a >= MIN_PER_BIN and b >= MIN_PER_BIN:
+        a += (num[0][i], num[1][i], den[0][i], den[1][i])
+        if _kish(a[0], a[1]) >= MIN_PER_BIN and _kish(a[2], a[3]) >= MIN_PER_BIN:
             groups.append(current)
-            current, a, b = [], 0.0, 0.0
+            current, a = [], np.zeros(4)
     if current:
         if groups:
             groups[-1].extend(current)

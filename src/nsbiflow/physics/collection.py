@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from nsbiflow.physics.calibration import CALIBRATION  # the file's name and format are calibration.py's
 from nsbiflow.physics.errors import StageError
 
 MANIFEST = "ensemble.json"
@@ -26,16 +27,21 @@ def labels_in(directory: Path) -> list[str]:
 def gather(chunks: Sequence[Path], out: Path) -> dict[str, int]:
     """Merge chunk collections into ``out``; returns the member count per label.
 
-    Members must have unique names within a label (chunks get disjoint member ids) and one architecture.
+    Members must have unique names within a label (chunks get disjoint member ids) and one architecture. A
+    label's ``calibration.json`` (calibrate-ratio run on a chunk) is kept when that chunk is the label's only
+    one; a calibration of one chunk of several would not calibrate their mean, so it is refused.
     """
     merged: dict[str, dict[str, Any]] = {}
     curves: dict[str, dict[str, Any]] = {}
     seen: dict[str, set[str]] = {}  # member names per label (one set, not rebuilt per chunk: 10^4 members)
+    calibrated: dict[str, Path] = {}
     for chunk in chunks:
         found = labels_in(chunk)
         if not found:
             raise StageError(f"{chunk}: no '<label>/{MANIFEST}' found; is this a train-ratio output?")
         for label in found:
+            if (chunk / label / CALIBRATION).exists():
+                calibrated[label] = chunk
             manifest = json.loads((chunk / label / MANIFEST).read_text())
             target = out / label
             target.mkdir(parents=True, exist_ok=True)
@@ -56,6 +62,14 @@ def gather(chunks: Sequence[Path], out: Path) -> dict[str, int]:
                 merged[label]["members"].append(member)
                 names.add(member["name"])
             curves[label].update(json.loads((chunk / label / CURVES).read_text()))
+    chunks_of = {label: sum(1 for c in chunks if (c / label / MANIFEST).exists()) for label in calibrated}
+    for label, chunk in calibrated.items():
+        if chunks_of[label] > 1:
+            raise StageError(
+                f"{chunk}/{label}: a calibrated chunk of an ensemble of {chunks_of[label]} chunks; gather the raw "
+                "chunks and calibrate the gathered ensemble (calibrate-ratio after gather-ensemble)"
+            )
+        shutil.copyfile(chunk / label / CALIBRATION, out / label / CALIBRATION)
     for label, manifest in merged.items():
         manifest["members"].sort(key=lambda m: m["name"])
         (out / label / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

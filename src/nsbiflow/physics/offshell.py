@@ -481,13 +481,16 @@ def simulate(
     gg_factor: float = 1.0,
     qq_factor: float = 1.0,
     poisson: bool = True,
+    stream: int = 0,
 ) -> tuple[FloatArray, FloatArray]:
     """The events and MC weights of one generate-offshell file: a process, a variation, or pseudo-data
     (``observed``: signal region at ``mu``, ``observed_cr``: control region; unit weights, ``n_events`` unused).
 
-    Every ``(seed, process)`` has its own random stream, so a sample does not depend on which others are made.
+    Every ``(seed, process)`` has its own random stream, so a sample does not depend on which others are made;
+    ``stream`` > 0 draws an independent sample of the same process (calibration events).
     """
-    rng = np.random.default_rng([seed, zlib.crc32(process.encode()), 3])
+    key = [seed, zlib.crc32(process.encode()), 3] + ([stream] if stream else [])
+    rng = np.random.default_rng(key)
     if process == "observed":
         x, _ = toy.sample_observed(rng, mu, nuisances, gg_factor, qq_factor, poisson)
         return x, np.ones(len(x))

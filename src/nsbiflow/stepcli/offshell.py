@@ -28,6 +28,13 @@ class GenerateOffshellConfig(BaseModel):
     )
     n_events: int = Field(40000, gt=0, description="simulated events written (load-events splits off the holdout)")
     seed: int = Field(0, description="master seed; every (process, seed) has its own random stream")
+    stream: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="an independent stream of the same (process, seed): 0 training and held-out events, 1 the "
+        "calibration events of calibrate-ratio",
+    )
     truth: dict[str, Any] = Field(
         default_factory=dict,
         description="OffshellConfig fields (yields, shapes, systematic sizes); {} = defaults. The step is passed "
@@ -60,7 +67,16 @@ def generate_offshell(io: StageIO) -> None:
         raise StageError(f"generate-offshell: parameter 'truth': {error}") from None
     try:
         x, w = simulate(
-            toy, cfg.process, cfg.n_events, cfg.seed, cfg.nuisances, cfg.mu, cfg.gg_factor, cfg.qq_factor, cfg.poisson
+            toy,
+            cfg.process,
+            cfg.n_events,
+            cfg.seed,
+            cfg.nuisances,
+            cfg.mu,
+            cfg.gg_factor,
+            cfg.qq_factor,
+            cfg.poisson,
+            cfg.stream,
         )
     except ValueError as error:
         raise StageError(f"generate-offshell: {error}") from None
