@@ -98,3 +98,33 @@ def test_toys_benchmark_with_only_keeps_the_other_analysis_with_its_own_counts(t
                            "machine": {"cpus": 2}}
     assert kept["offshell"]["toys_per_point"] == 50  # an entry's own count wins over the file's
     assert bench_toys.kept_analyses(tmp_path / "missing.json") == {}
+
+
+def _toys_document(coverage: float, cls: float) -> dict[str, object]:
+    """A toys.json with one point and the NSBI and exact methods, in the toys step's layout."""
+
+    def method(cov: float, excl: float) -> dict[str, object]:
+        return {"toys": 500, "failed": 0, "coverage_68": {"value": cov, "error": 0.021},
+                "coverage_95": {"value": 0.95, "error": 0.01}, "lr_pull": {"width": 0.97, "mean": 0.0},
+                "pull": {"width": 1.0, "mean": 0.0}, "bias": 0.0, "bias_error": 0.01, "bias_over_sigma": 0.0,
+                "width_68": 0.4, "cls_excludes_truth": {"value": excl}}  # fmt: skip
+
+    return {"points": [{"label": "mu=1", "methods": {"nsbi": method(coverage, cls), "exact": method(0.69, 0.05)}}]}
+
+
+@pytest.mark.parametrize(
+    ("coverage", "cls", "meets"), [(0.69, 0.05, True), (0.62, 0.05, False), (0.69, 0.09, False), (0.735, 0.0, False)]
+)
+def test_seed_coverage_applies_the_issue_criteria(coverage: float, cls: float, meets: bool) -> None:
+    """``benchmarks/seed_coverage.py``: a training meets the criteria only with 68 % coverage within 0.68 +- 0.05
+    and a CLs exclusion of the truth of at most 8 %; the gate's verdict is carried, not re-judged."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import seed_coverage  # benchmarks/seed_coverage.py
+    finally:
+        sys.path.remove(str(BENCH))
+    gate = {"passed": False, "points": [{"name": "mu=1", "bias_over_sigma": 0.3, "resolution": 0.02}]}
+    row = seed_coverage.row_of(4, {"toys": _toys_document(coverage, cls), "gate": gate, "seconds": 1.0})
+    assert row["meets_criteria"] is meets
+    assert row["gate_passed"] is False and row["gate_points"][0]["bias_over_sigma"] == 0.3
+    assert row["exact"]["coverage_68"] == 0.69
