@@ -16,8 +16,8 @@ monotone in the raw one and finite everywhere. It has unit mean over the calibra
 normalises it afterwards as every ratio (its mean over the held-out denominator), which keeps
 ``nu_p(theta) = nu_p E_p[g]``.
 
-Samples may carry negative MC weights (an interference term, or a signal-plus-interference sample such as the
-off-shell toy's SBI) as long as each process's density is positive: the bins are cut in ``|w|``, a group of
+Samples may carry negative MC weights (an NLO sample, a sample with an interference term) as long as each
+process's density is positive: the bins are cut in ``|w|``, a group of
 bins must hold a positive net weight of both processes (Kish count ``(sum w)^2 / sum w^2`` of at least
 ``MIN_PER_BIN``), and the offset is the root of the weighted score equation, found by bisection where a
 negative weight makes the log-likelihood non-concave (Newton's method otherwise).

@@ -35,11 +35,13 @@ def gather(chunks: Sequence[Path], out: Path) -> dict[str, int]:
     curves: dict[str, dict[str, Any]] = {}
     seen: dict[str, set[str]] = {}  # member names per label (one set, not rebuilt per chunk: 10^4 members)
     calibrated: dict[str, Path] = {}
+    chunks_of: dict[str, int] = {}  # chunks per label
     for chunk in chunks:
         found = labels_in(chunk)
         if not found:
             raise StageError(f"{chunk}: no '<label>/{MANIFEST}' found; is this a train-ratio output?")
         for label in found:
+            chunks_of[label] = chunks_of.get(label, 0) + 1
             if (chunk / label / CALIBRATION).exists():
                 calibrated[label] = chunk
             manifest = json.loads((chunk / label / MANIFEST).read_text())
@@ -62,7 +64,6 @@ def gather(chunks: Sequence[Path], out: Path) -> dict[str, int]:
                 merged[label]["members"].append(member)
                 names.add(member["name"])
             curves[label].update(json.loads((chunk / label / CURVES).read_text()))
-    chunks_of = {label: sum(1 for c in chunks if (c / label / MANIFEST).exists()) for label in calibrated}
     for label, chunk in calibrated.items():
         if chunks_of[label] > 1:
             raise StageError(
