@@ -2,6 +2,7 @@
 
     python benchmarks/toys.py [--toys 300] [--limits 100] [--methods nsbi,exact] [--jobs N] [--only toy|offshell]
                               [--work DIR] [--name NAME]
+    python benchmarks/toys.py --only offshell --documents A/toys.json B/toys.json --machine TEXT --name NAME
 
 Runs each bundled workflow (``workflows/toy-nsbi.yaml``, ``workflows/offshell-toy.yaml``) through the local engine
 with its ``toys`` step switched on (``--set toys=N``, the workflows' default points: nominal and all nuisance
@@ -10,6 +11,10 @@ the 68 % coverage (target 0.68 +- 0.04), the pull width (target 1 +- 0.1), the b
 Writes ``benchmarks/results/toys.json``; with ``--only``, the other analysis's entry already there is kept (each
 entry records its own toy counts, methods, machine and time). The training is the workflows' own (same seeds as
 ``make toy``); the figures of a failing point are reported, never tuned away.
+
+``--documents`` tables ``toys.json`` documents written elsewhere instead of running the workflows (e.g. by
+``benchmarks/toys_device.sh`` on a machine with 16 cores and a GPU, where 1000 exact fits per point take minutes;
+``--machine`` describes that machine).
 """
 
 from __future__ import annotations
@@ -105,6 +110,28 @@ def kept_analyses(path: Path) -> dict[str, Any]:
     return kept
 
 
+def from_documents(paths: list[Path], machine_text: str) -> dict[str, Any]:
+    """One analysis entry from ``toys.json`` documents of the same analysis (their points' rows, in order)."""
+    documents = []
+    for path in paths:
+        try:
+            documents.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            problem = f"{path}: not a readable toys.json document ({exc}); pass the toys step's output"
+            raise SystemExit(problem) from None
+    rows = [row for document in documents for row in digest(document)]
+    return {
+        "documents": [p.name for p in paths],
+        "toys_per_point": min(d["toys_per_point"] for d in documents),
+        "limit_toys": 0,
+        "methods": sorted({m for d in documents for m in d["methods"]}),
+        "seeds": sorted({d["seed"] for d in documents}),
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"described": machine_text},
+        "rows": rows,
+    }
+
+
 def main() -> None:
     """Run the benchmark and write ``benchmarks/results/toys.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -115,7 +142,22 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(WORKFLOWS), action="append", help="one analysis (repeatable)")
     parser.add_argument("--name", default="toys", help="results file name (benchmarks/results/NAME.json)")
     parser.add_argument("--work", type=Path, help="keep the runs' stores here (a rerun reuses the trained ensembles)")
+    parser.add_argument("--documents", type=Path, nargs="+", help="table these toys.json documents (one analysis)")
+    parser.add_argument("--machine", default="", help="with --documents: the machine that wrote them")
     args = parser.parse_args()
+    if args.documents:
+        if not args.only or len(args.only) != 1:
+            parser.error("--documents needs exactly one --only ANALYSIS (the analysis the documents belong to)")
+        entry = from_documents(args.documents, args.machine)
+        payload = {"targets": {"coverage_68": [TARGET_COVERAGE, COVERAGE_TOL], "pull_width": [TARGET_WIDTH, WIDTH_TOL]},
+                   "analyses": {args.only[0]: entry}, "toys_per_point": entry["toys_per_point"],
+                   "methods": entry["methods"], "machine": entry["machine"]}
+        print(table(f"{args.only[0]}: {entry['toys_per_point']} toys per point (documents)",
+                    ["point", "method", "cov68", "+-", "pull width", "bias/sigma"],
+                    [[r["point"], r["method"], r["coverage_68"], r["coverage_68_error"], r["pull_width"],
+                      r["bias_over_sigma"]] for r in entry["rows"]]))
+        print(f"wrote {write_result(args.name, payload)}")
+        return
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     payload: dict[str, Any] = {
         "targets": {"coverage_68": [TARGET_COVERAGE, COVERAGE_TOL], "pull_width": [TARGET_WIDTH, WIDTH_TOL]},

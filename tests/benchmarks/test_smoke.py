@@ -128,3 +128,26 @@ def test_seed_coverage_applies_the_issue_criteria(coverage: float, cls: float, m
     assert row["meets_criteria"] is meets
     assert row["gate_passed"] is False and row["gate_points"][0]["bias_over_sigma"] == 0.3
     assert row["exact"]["coverage_68"] == 0.69
+
+
+def test_toys_benchmark_tables_documents_written_elsewhere(tmp_path: Path) -> None:
+    """``benchmarks/toys.py --documents``: the rows of every document in order, their toy count and methods; a file
+    that is not a toys document is a one-line error naming it."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import toys as bench_toys  # benchmarks/toys.py
+    finally:
+        sys.path.remove(str(BENCH))
+    paths = []
+    for k, cov in enumerate((0.70, 0.66)):
+        document = {**_toys_document(cov, 0.05), "toys_per_point": 1000 - k, "methods": ["nsbi", "exact"], "seed": 1}
+        paths.append(tmp_path / f"toys-{k}.json")
+        paths[-1].write_text(json.dumps(document))
+    entry = bench_toys.from_documents(paths, "16 cores")
+    assert [(r["method"], r["coverage_68"]) for r in entry["rows"]] == [
+        ("nsbi", 0.70), ("exact", 0.69), ("nsbi", 0.66), ("exact", 0.69)]  # fmt: skip
+    assert entry["rows"][2]["coverage_ok"] is True and entry["toys_per_point"] == 999
+    assert entry["documents"] == ["toys-0.json", "toys-1.json"] and entry["machine"] == {"described": "16 cores"}
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(SystemExit, match=r"bad\.json: not a readable toys\.json document"):
+        bench_toys.from_documents([tmp_path / "bad.json"], "")
