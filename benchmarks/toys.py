@@ -149,14 +149,16 @@ def main() -> None:
         if not args.only or len(args.only) != 1:
             parser.error("--documents needs exactly one --only ANALYSIS (the analysis the documents belong to)")
         entry = from_documents(args.documents, args.machine)
-        payload = {"targets": {"coverage_68": [TARGET_COVERAGE, COVERAGE_TOL], "pull_width": [TARGET_WIDTH, WIDTH_TOL]},
-                   "analyses": {args.only[0]: entry}, "toys_per_point": entry["toys_per_point"],
-                   "methods": entry["methods"], "machine": entry["machine"]}
+        tabled: dict[str, Any] = {
+            "targets": {"coverage_68": [TARGET_COVERAGE, COVERAGE_TOL], "pull_width": [TARGET_WIDTH, WIDTH_TOL]},
+            "analyses": {args.only[0]: entry}, "toys_per_point": entry["toys_per_point"],
+            "methods": entry["methods"], "machine": entry["machine"],
+        }
         print(table(f"{args.only[0]}: {entry['toys_per_point']} toys per point (documents)",
                     ["point", "method", "cov68", "+-", "pull width", "bias/sigma"],
                     [[r["point"], r["method"], r["coverage_68"], r["coverage_68_error"], r["pull_width"],
                       r["bias_over_sigma"]] for r in entry["rows"]]))
-        print(f"wrote {write_result(args.name, payload)}")
+        print(f"wrote {write_result(args.name, tabled)}")
         return
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     payload: dict[str, Any] = {
