@@ -151,3 +151,21 @@ def test_toys_benchmark_tables_documents_written_elsewhere(tmp_path: Path) -> No
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(SystemExit, match=r"bad\.json: not a readable toys\.json document"):
         bench_toys.from_documents([tmp_path / "bad.json"], "")
+
+
+def test_seed_coverage_offshell_judges_coverage_alone_and_borrows_the_first_exact_fit() -> None:
+    """``seed_coverage.py --workflow offshell``: no CLs limits there, so coverage alone decides; a seed's run without
+    the exact method reports the first seed's exact fit of the same toys."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import seed_coverage  # benchmarks/seed_coverage.py
+    finally:
+        sys.path.remove(str(BENCH))
+    document = _toys_document(0.70, 0.0)
+    document["points"][0]["methods"]["nsbi"]["cls_excludes_truth"] = None  # type: ignore[index]
+    del document["points"][0]["methods"]["exact"]  # type: ignore[attr-defined]
+    gate = {"passed": True, "points": []}
+    first = {"coverage_68": 0.69, "method": "exact"}
+    row = seed_coverage.row_of(2, {"toys": document, "gate": gate, "seconds": 1.0}, first, check_cls=False)
+    assert row["meets_criteria"] is True and row["exact"] == first
+    assert seed_coverage.row_of(2, {"toys": document, "gate": gate, "seconds": 1.0})["meets_criteria"] is False
