@@ -94,7 +94,7 @@ def row_of(seed: int, found: dict[str, Any], exact_of_first: dict[str, Any] | No
         for p in gate.get("points", [])
     ]
     cls = nsbi["cls_excludes_truth"]
-    cls_ok = cls is not None and cls <= MAX_CLS_EXCLUSION if check_cls else True
+    cls_ok = (cls is not None and cls <= MAX_CLS_EXCLUSION) if check_cls else True
     meets = abs(nsbi["coverage_68"] - COVERAGE) <= COVERAGE_TOL and cls_ok
     return {
         "seed": seed,

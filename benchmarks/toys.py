@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 WORKFLOWS = {"toy": REPO / "workflows" / "toy-nsbi.yaml", "offshell": REPO / "workflows" / "offshell-toy.yaml"}
 TARGET_COVERAGE, COVERAGE_TOL, TARGET_WIDTH, WIDTH_TOL = 0.68, 0.04, 1.0, 0.1
+TARGETS = {"coverage_68": [TARGET_COVERAGE, COVERAGE_TOL], "pull_width": [TARGET_WIDTH, WIDTH_TOL]}
 
 
 def run_analysis(name: str, n_toys: int, limits: int, methods: list[str], jobs: int, folder: Path) -> dict[str, Any]:
@@ -119,6 +120,9 @@ def from_documents(paths: list[Path], machine_text: str) -> dict[str, Any]:
         except (OSError, ValueError) as exc:
             problem = f"{path}: not a readable toys.json document ({exc}); pass the toys step's output"
             raise SystemExit(problem) from None
+        missing = [k for k in ("toys_per_point", "methods", "seed", "points") if k not in documents[-1]]
+        if missing:
+            raise SystemExit(f"{path}: not a toys.json document (no {', '.join(missing)}); pass the toys step's output")
     rows = [row for document in documents for row in digest(document)]
     return {
         "documents": [p.name for p in paths],
@@ -150,7 +154,7 @@ def main() -> None:
             parser.error("--documents needs exactly one --only ANALYSIS (the analysis the documents belong to)")
         entry = from_documents(args.documents, args.machine)
         tabled: dict[str, Any] = {
-            "targets": {"coverage_68": [TARGET_COVERAGE, COVERAGE_TOL], "pull_width": [TARGET_WIDTH, WIDTH_TOL]},
+            "targets": TARGETS,
             "analyses": {args.only[0]: entry}, "toys_per_point": entry["toys_per_point"],
             "methods": entry["methods"], "machine": entry["machine"],
         }
@@ -162,7 +166,7 @@ def main() -> None:
         return
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     payload: dict[str, Any] = {
-        "targets": {"coverage_68": [TARGET_COVERAGE, COVERAGE_TOL], "pull_width": [TARGET_WIDTH, WIDTH_TOL]},
+        "targets": TARGETS,
         "toys_per_point": args.toys,
         "limit_toys": args.limits,
         "methods": methods,

@@ -151,6 +151,10 @@ def test_toys_benchmark_tables_documents_written_elsewhere(tmp_path: Path) -> No
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(SystemExit, match=r"bad\.json: not a readable toys\.json document"):
         bench_toys.from_documents([tmp_path / "bad.json"], "")
+    (tmp_path / "other.json").write_text(json.dumps({"points": []}))
+    not_toys = r"other\.json: not a toys\.json document \(no toys_per_point, methods, seed\)"
+    with pytest.raises(SystemExit, match=not_toys):
+        bench_toys.from_documents([tmp_path / "other.json"], "")
 
 
 def test_seed_coverage_offshell_judges_coverage_alone_and_borrows_the_first_exact_fit() -> None:
